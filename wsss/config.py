@@ -1,0 +1,191 @@
+"""YAML configs with ``_base_`` inheritance, dotted ``--set`` overrides and typed validation.
+
+A config file is merged over its bases, then every key is checked against the schema
+(dataclasses, see :mod:`wsss.schema`). Unknown keys fail with their full path and the closest
+valid key; wrong types name the expected type.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid; the message names the key and what to do."""
+
+
+# ----------------------------------------------------------------------------- loading
+def load_yaml_with_bases(path: str | os.PathLike, _seen: tuple[str, ...] = ()) -> dict:
+    """Read ``path`` and merge it over the files named in its ``_base_`` key (str or list)."""
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    if str(path) in _seen:
+        raise ConfigError(f"{path}: _base_ cycle through {' -> '.join(_seen)}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
+    bases = data.pop("_base_", [])
+    if isinstance(bases, str):
+        bases = [bases]
+    merged: dict = {}
+    for base in bases:
+        merged = deep_merge(merged, load_yaml_with_bases(path.parent / base, _seen + (str(path),)))
+    return deep_merge(merged, data)
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """Mappings merge key by key; any other value in ``override`` replaces the base value."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def apply_overrides(data: dict, overrides: list[str] | None) -> dict:
+    """Apply ``key.sub=value`` strings; values are parsed as YAML (``0.5``, ``[1,2]``, ``null``)."""
+    data = copy.deepcopy(data)
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key.sub=value")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        node = data
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[parts[-1]] = value
+    return data
+
+
+# ----------------------------------------------------------------------------- validation
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is not None:
+        args = ", ".join(_type_name(a) for a in typing.get_args(tp) if a is not Ellipsis)
+        return f"{origin.__name__}[{args}]"
+    if tp is type(None):
+        return "null"
+    if dataclasses.is_dataclass(tp):
+        return "mapping"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(value: Any, tp: Any, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {type(value).__name__} {value!r}")
+        return from_dict(tp, value, path)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, path)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{path}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"{path}: {value!r} is not {_type_name(tp)}.{hint}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+        (item_tp, *_) = typing.get_args(tp) or (Any,)
+        return [_convert(v, item_tp, f"{path}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {type(value).__name__} {value!r}")
+        _, val_tp = typing.get_args(tp) or (Any, Any)
+        return {k: _convert(v, val_tp, f"{path}.{k}") for k, v in value.items()}
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path}: expected float, got {type(value).__name__} {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected int, got {type(value).__name__} {value!r}")
+        return value
+    if tp in (bool, str):
+        if not isinstance(value, tp):
+            raise ConfigError(f"{path}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
+        return value
+    raise TypeError(f"{path}: schema type {tp!r} is not supported by the validator")
+
+
+def from_dict(cls: type, data: dict, path: str = "") -> Any:
+    """Build dataclass ``cls`` from ``data``, checking every key and type (recursively)."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        full = f"{path}.{key}" if path else str(key)
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.5)
+            prefix = f"{path}." if path else ""
+            hint = f" Did you mean '{prefix}{close[0]}'?" if close else f" Valid keys: {', '.join(fields)}"
+            raise ConfigError(f"unknown config key '{full}'.{hint}")
+        kwargs[key] = _convert(value, hints[key], full)
+        choices = fields[key].metadata.get("choices")
+        if choices is not None and kwargs[key] not in choices():
+            close = difflib.get_close_matches(str(value), choices(), n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(f"{full}: unknown implementation {value!r}.{hint} Available: {', '.join(choices())}")
+    try:
+        return cls(**kwargs)
+    except ValueError as e:  # raised by __post_init__ checks
+        raise ConfigError(f"{path or 'config'}: {e}") from None
+
+
+def to_dict(obj: Any) -> Any:
+    """The validated config as plain data (for saving next to results)."""
+    return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj
+
+
+def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> Any:
+    """Load, merge bases, apply overrides and validate; returns a :class:`wsss.schema.Config`."""
+    from wsss.schema import Config
+
+    data = apply_overrides(load_yaml_with_bases(path), overrides)
+    try:
+        cfg = from_dict(Config, data)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    if cfg.name is None:
+        cfg.name = Path(path).stem
+    return cfg

@@ -1,0 +1,117 @@
+"""A folder of images with optional masks and labels; also the on-disk form of the synthetic set.
+
+Layout (only ``images/`` is required)::
+
+    root/images/<id>.{png,jpg,jpeg,bmp,tif}
+    root/masks/<id>.png          class-index PNG (palette or grayscale), 255 = ignore
+    root/labels.json             {"<id>": ["cat", "dog"], ...}  image-level labels
+    root/classes.txt             one class name per line, first line = background
+    root/splits/<split>.txt      one id per line; without it a split is every image
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from wsss.data.base import Sample, labels_from_mask
+from wsss.utils.io import read_image, read_label_png
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+@dataclasses.dataclass
+class FolderParams:
+    root: str = "data/my_images"
+    class_names: list[str] | None = None  # overrides classes.txt; first = background
+    images: str = "images"
+    masks: str = "masks"
+    labels_file: str = "labels.json"
+
+
+class FolderDataset:
+    def __init__(self, root: str | Path, split: str, class_names: list[str] | None = None,
+                 images: str = "images", masks: str = "masks", labels_file: str = "labels.json") -> None:
+        self.root = Path(root)
+        self.image_dir = self.root / images
+        self.mask_dir = self.root / masks
+        if not self.image_dir.is_dir():
+            raise FileNotFoundError(f"data folder {self.root}: missing '{images}/' with the images (see data/README.md)")
+        self.class_names = class_names or self._read_classes()
+        self._paths = {p.stem: p for p in sorted(self.image_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+        if not self._paths:
+            raise FileNotFoundError(f"{self.image_dir}: no images ({', '.join(IMAGE_SUFFIXES)})")
+        self.ids = self._read_split(split)
+        self._labels = self._read_labels(self.root / labels_file)
+
+    def _read_classes(self) -> list[str]:
+        path = self.root / "classes.txt"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: list class names one per line (background first), "
+                                    "or set data.folder.class_names")
+        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        if len(names) < 2:
+            raise ValueError(f"{path}: needs background plus at least one class, got {names}")
+        return names
+
+    def _read_split(self, split: str) -> list[str]:
+        path = self.root / "splits" / f"{split}.txt"
+        if not path.exists():
+            if (self.root / "splits").is_dir():
+                have = sorted(p.stem for p in (self.root / "splits").glob("*.txt"))
+                raise FileNotFoundError(f"split file {path} is missing; splits here: {have}")
+            return list(self._paths)
+        ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        if not ids:
+            raise ValueError(f"split file {path} is empty")
+        missing = [i for i in ids if i not in self._paths]
+        if missing:
+            raise FileNotFoundError(f"{path}: {len(missing)} ids have no image in {self.image_dir}, e.g. '{missing[0]}'")
+        return ids
+
+    def _read_labels(self, path: Path) -> dict[str, list[int]] | None:
+        if not path.is_file():
+            return None
+        try:
+            raw = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON: {e}") from None
+        index = {n: i for i, n in enumerate(self.class_names)}
+        out = {}
+        for image_id, names in raw.items():
+            unknown = [n for n in names if n not in index]
+            if unknown:
+                raise ValueError(f"{path}: image '{image_id}' has unknown class {unknown[0]!r}; known: {self.class_names[1:]}")
+            out[image_id] = sorted({index[n] for n in names if index[n] > 0})
+        return out
+
+    def mask_path(self, image_id: str) -> str | None:
+        path = self.mask_dir / f"{image_id}.png"
+        return str(path) if path.is_file() else None
+
+    def labels(self, image_id: str) -> list[int] | None:
+        if self._labels is not None and image_id in self._labels:
+            return self._labels[image_id]
+        mask_path = self.mask_path(image_id)
+        if mask_path is not None:
+            return labels_from_mask(read_label_png(mask_path), len(self.class_names))
+        return None
+
+    def load(self, image_id: str) -> Sample:
+        image = read_image(self._paths[image_id])
+        mask = None
+        mask_path = self.mask_path(image_id)
+        if mask_path is not None:
+            mask = read_label_png(mask_path)
+            if mask.shape != image.shape[:2]:
+                raise ValueError(f"{mask_path}: mask size {mask.shape[::-1]} differs from image size "
+                                 f"{image.shape[1::-1]} of {self._paths[image_id]}")
+            bad = np.setdiff1d(np.unique(mask), np.r_[np.arange(len(self.class_names)), 255])
+            if bad.size:
+                raise ValueError(f"{mask_path}: values {bad.tolist()} are not class indices (0..{len(self.class_names) - 1}) or 255")
+        labels = self.labels(image_id)
+        if labels is None and mask is not None:
+            labels = labels_from_mask(mask, len(self.class_names))
+        return Sample(image_id, image, mask, labels)

@@ -1,0 +1,54 @@
+"""Labels stage: which classes an image contains, chosen by ``labels.name``.
+
+Interface: ``source(record) -> (classes, scores)`` with foreground class indices (1..K).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from wsss.record import Record, Resources
+from wsss.registry import Registry
+
+LABEL_SOURCES = Registry("labels")
+
+
+class GivenLabels:
+    """The data set's own image-level labels."""
+
+    def __init__(self, resources: Resources) -> None:
+        pass
+
+    def __call__(self, rec: Record) -> tuple[list[int], dict[int, float]]:
+        if rec.sample.labels is None:
+            raise ValueError(f"image '{rec.sample.id}' has no image-level labels; add them to the data set "
+                             "or set labels.name: classifier")
+        return list(rec.sample.labels), {c: 1.0 for c in rec.sample.labels}
+
+
+@dataclasses.dataclass
+class ClassifierLabelParams:
+    threshold: float = 0.5
+    at_least_one: bool = True  # keep the top class when none passes the threshold
+    top_k: int = 0  # 0 = no limit
+
+
+class ClassifierLabels:
+    """Classes whose classifier probability passes a threshold."""
+
+    def __init__(self, params: ClassifierLabelParams, resources: Resources) -> None:
+        self.p = params
+        self.classifier = resources.classifier
+
+    def __call__(self, rec: Record) -> tuple[list[int], dict[int, float]]:
+        probs = self.classifier.predict([rec.image])[0]
+        ranked = sorted(probs, key=probs.get, reverse=True)
+        keep = [c for c in ranked if probs[c] >= self.p.threshold]
+        if not keep and self.p.at_least_one:
+            keep = ranked[:1]
+        if self.p.top_k:
+            keep = keep[: self.p.top_k]
+        return sorted(keep), probs
+
+
+LABEL_SOURCES.register("given")(GivenLabels)
+LABEL_SOURCES.register("classifier", params=ClassifierLabelParams)(ClassifierLabels)

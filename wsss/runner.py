@@ -1,0 +1,55 @@
+"""The steps the command-line tools chain: work dirs, stage one over a split, scoring."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from wsss.config import ConfigError, load_config, to_dict
+from wsss.data import build_dataset
+from wsss.evaluation import evaluate_label_dir
+from wsss.pseudo import generate_pseudo_labels
+from wsss.record import Resources
+from wsss.utils.io import write_text_atomic
+from wsss.utils.runtime import resolve_device, seed_everything
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def add_config_args(parser: argparse.ArgumentParser, config_required: bool = True) -> None:
+    """CONFIG, --work-dir and --set: the arguments every tool shares."""
+    group = parser.add_argument_group("config")
+    group.add_argument("config", nargs=None if config_required else "?", help="YAML config (see configs/)")
+    group.add_argument("--work-dir", help="output folder (default: work_dirs/<config name>)")
+    group.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                       help="override config keys, e.g. --set masks.grabcut_cam.t=0.4 train.epochs=2")
+
+
+def setup(args: argparse.Namespace, extra: list[str] | None = None) -> tuple[Any, Path]:
+    """Load and validate the config, choose the work dir and save the resolved config there."""
+    try:
+        cfg = load_config(args.config, list(args.overrides or []) + list(extra or []))
+    except ConfigError as e:
+        raise SystemExit(f"config error: {e}") from None
+    work_dir = Path(args.work_dir or cfg.work_dir or Path("work_dirs") / cfg.name)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(work_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    seed_everything(cfg.seed)
+    return cfg, work_dir
+
+
+def gen_pseudo(cfg: Any, work_dir: Path, desc: str = "pseudo-labels") -> tuple[Path, dict[str, dict]]:
+    """Stage one over ``data.split``; returns the output folder and its manifest records."""
+    dataset = build_dataset(cfg.data, cfg.data.split)
+    resources = Resources(cfg, dataset.class_names, work_dir, resolve_device(cfg.device))
+    out_dir = work_dir / cfg.pseudo.out
+    records = generate_pseudo_labels(cfg, dataset, resources, out_dir, desc=desc)
+    return out_dir, records
+
+
+def score_pseudo(cfg: Any, out_dir: Path) -> dict:
+    """Pseudo-labels of ``data.split`` against its ground truth."""
+    dataset = build_dataset(cfg.data, cfg.data.split)
+    return evaluate_label_dir(out_dir / "labels", dataset, cfg.evaluation.pred_ignore)

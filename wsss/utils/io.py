@@ -1,0 +1,122 @@
+"""Atomic file writes, image reading with clear errors, and VOC palette PNGs."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+from PIL import Image, ImageOps
+
+IGNORE_INDEX = 255
+
+
+def voc_palette() -> list[int]:
+    """The 256-colour PASCAL VOC palette (class 255 = ignore is white-ish 224,224,192)."""
+    palette = []
+    for i in range(256):
+        c, r, g, b = i, 0, 0, 0
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        palette += [r, g, b]
+    palette[3 * 255: 3 * 256] = [224, 224, 192]
+    return palette
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it over ``path`` only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + path.suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, default=_json_default))
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def json_line(record: dict) -> str:
+    return json.dumps(record, default=_json_default) + "\n"
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read any image PIL understands as HxWx3 uint8 RGB, applying EXIF rotation.
+
+    Grayscale, RGBA, CMYK, palette and 16-bit inputs are converted; unreadable files raise
+    ``ValueError`` naming the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image not found: {path}")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                arr = np.asarray(im, dtype=np.float64)
+                arr = (255.0 * arr / max(arr.max(), 1.0)).astype(np.uint8)
+                return np.ascontiguousarray(np.repeat(arr[..., None], 3, axis=2))
+            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+                bg = Image.new("RGBA", im.size, (0, 0, 0, 255))
+                im = Image.alpha_composite(bg, im.convert("RGBA"))
+            return np.ascontiguousarray(np.asarray(im.convert("RGB"), dtype=np.uint8))
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ValueError(f"cannot read image {path}: {e}. Re-export it as PNG or JPEG, or remove it.") from None
+
+
+def read_label_png(path: str | os.PathLike) -> np.ndarray:
+    """Read a class-index PNG (palette or grayscale) as HxW uint8; 255 = ignore."""
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            if im.mode not in ("P", "L"):
+                raise ValueError(f"mode {im.mode}: a label map must be a palette (P) or grayscale (L) PNG of class indices")
+            return np.array(im, dtype=np.uint8)
+    except (OSError, SyntaxError) as e:
+        raise ValueError(f"cannot read label map {path}: {e}") from None
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+
+
+def write_label_png(path: str | os.PathLike, label: np.ndarray) -> None:
+    """Write a VOC-style palette PNG of class indices, atomically."""
+    if label.dtype != np.uint8 or label.ndim != 2:
+        raise ValueError(f"label map must be HxW uint8, got {label.dtype} {label.shape}")
+    im = Image.fromarray(label, mode="P")
+    im.putpalette(voc_palette())
+    with atomic_path(path) as tmp:
+        im.save(tmp, format="PNG")
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Write an RGB uint8 image atomically (format from the suffix)."""
+    with atomic_path(path) as tmp:
+        Image.fromarray(image).save(tmp, format=Image.registered_extensions().get(Path(path).suffix.lower(), "PNG"))
