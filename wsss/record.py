@@ -42,6 +42,7 @@ class Record:
     label_map: np.ndarray | None = None  # HxW uint8, 255 = ignore
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
     cache: dict[str, Any] = dataclasses.field(default_factory=dict)
+    extras: dict[str, Any] = dataclasses.field(default_factory=dict)  # small JSON-able stage outputs for the manifest (e.g. ROAD)
 
     @property
     def image(self) -> np.ndarray:

@@ -53,3 +53,33 @@ def score_pseudo(cfg: Any, out_dir: Path) -> dict:
     """Pseudo-labels of ``data.split`` against its ground truth."""
     dataset = build_dataset(cfg.data, cfg.data.split)
     return evaluate_label_dir(out_dir / "labels", dataset, cfg.evaluation.pred_ignore)
+
+
+def gen_pseudo_sharded(cfg: Any, work_dir: Path, desc: str = "pseudo-labels") -> tuple[Path, dict[str, dict]]:
+    """Stage one under torchrun: each rank labels every N-th image on its own device with its own models
+    and manifest part (so each rank resumes on its own); rank 0 merges the parts after a barrier.
+    Alone (no torchrun) it is :func:`gen_pseudo`. Returns the merged records on rank 0, {} elsewhere."""
+    from wsss.distributed import barrier, init_distributed, shard
+    from wsss.pseudo.manifest import merge_parts, read_manifest
+    from wsss.pseudo.pipeline import _check_same_config as check_same_config
+
+    info = init_distributed(cfg.device)
+    if not info.enabled:
+        return gen_pseudo(cfg, work_dir, desc)
+    dataset = build_dataset(cfg.data, cfg.data.split)
+    out_dir = work_dir / cfg.pseudo.out
+    if info.is_main:  # validates (or records) the stage config once, before any rank writes labels
+        check_same_config(out_dir, cfg, cfg.pseudo.overwrite)
+    barrier(info)
+    merged = read_manifest(out_dir / "manifest.jsonl")  # finished by an earlier run, whatever its rank count
+    mine = [i for i in shard(dataset.ids, info) if cfg.pseudo.overwrite or merged.get(i, {}).get("status") != "ok"
+            or not (out_dir / "labels" / f"{i}.png").is_file()]
+    resources = Resources(cfg, dataset.class_names, work_dir, info.device)
+    generate_pseudo_labels(cfg, dataset, resources, out_dir, ids=mine, desc=f"{desc} [rank {info.rank}]",
+                           manifest_name=f"manifest.rank{info.rank}.jsonl")
+    barrier(info)
+    records: dict[str, dict] = {}
+    if info.is_main:
+        records = merge_parts(out_dir / "manifest.jsonl", sorted(out_dir.glob("manifest.rank*.jsonl")), dataset.ids)
+    barrier(info)
+    return out_dir, records

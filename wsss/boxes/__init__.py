@@ -57,5 +57,20 @@ class NoBoxes:
         return []
 
 
+class GivenBoxes:
+    """The data set's own boxes (Kvasir bboxes, VOC XML, COCO), restricted to the record's classes."""
+
+    def __init__(self, resources: Resources) -> None:
+        pass
+
+    def __call__(self, rec: Record) -> list[Box]:
+        if rec.sample.boxes is None:
+            raise ValueError(f"image '{rec.sample.id}' has no given boxes; this data set provides none "
+                             "(use boxes.name: cam_components)")
+        wanted = set(rec.classes)
+        return [b for b in rec.sample.boxes if b.cls in wanted]
+
+
 BOX_SOURCES.register("cam_components", params=CamComponentParams)(CamComponentBoxes)
+BOX_SOURCES.register("given")(GivenBoxes)
 BOX_SOURCES.register("none")(NoBoxes)

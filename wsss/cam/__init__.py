@@ -10,6 +10,8 @@ from wsss.registry import Registry
 CAM_METHODS = Registry("cam")
 CAM_METHODS.register("gradcam", params=GradCamParams)(GradCamStage)
 
+# "rcam" (paper 002) is registered here by wsss.masks.rcam, which needs both packages.
+
 
 @CAM_METHODS.register("none")
 class NoCam:

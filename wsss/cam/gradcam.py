@@ -2,20 +2,18 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import cv2
 import numpy as np
-import pytorch_grad_cam
+import torch
 
+from wsss.cam.layers import resolve_target_layer
+from wsss.cam.methods import build_cam, cam_method_names, run_cam
+from wsss.cam.road import road_scores
 from wsss.record import Record, Resources
 
-
-def cam_method_names() -> list[str]:
-    """Every CAM class pytorch-grad-cam exports (GradCAM, ScoreCAM, EigenCAM, ...)."""
-    from pytorch_grad_cam.base_cam import BaseCAM
-
-    return sorted(n for n in dir(pytorch_grad_cam)
-                  if isinstance(getattr(pytorch_grad_cam, n), type) and issubclass(getattr(pytorch_grad_cam, n), BaseCAM))
+__all__ = ["GradCamParams", "GradCamStage", "cam_method_names", "probability_target"]
 
 
 @dataclasses.dataclass
@@ -25,10 +23,25 @@ class GradCamParams:
     input_size: int | None = None  # null = the classifier's training size
     aug_smooth: bool = False
     eigen_smooth: bool = False
+    batch_size: int = 16  # ScoreCAM / AblationCAM forward passes per batch
+    road: bool = False  # record the ROAD score of each CAM (manifest 'extras.road')
+    road_percentiles: list[int] = dataclasses.field(default_factory=lambda: [20, 40, 60, 80])
 
     def __post_init__(self) -> None:
         if self.method not in cam_method_names():
             raise ValueError(f"cam.gradcam.method: unknown '{self.method}'; pytorch-grad-cam has {cam_method_names()}")
+
+
+def probability_target(classifier: object, cls: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Class ``cls``'s probability (sigmoid or softmax over the logits), for ROAD."""
+    idx = classifier.class_groups[cls]
+    multilabel = classifier.multilabel
+
+    def score(output: torch.Tensor) -> torch.Tensor:
+        p = torch.sigmoid(output) if multilabel else torch.softmax(output, dim=-1)
+        return p[..., idx].max(dim=-1).values
+
+    return score
 
 
 class GradCamStage:
@@ -38,15 +51,23 @@ class GradCamStage:
         self.p = params
         self.classifier = resources.classifier
         model = self.classifier.model
-        layer = model.get_submodule(params.target_layer or self.classifier.target_layer)
-        self.cam = getattr(pytorch_grad_cam, params.method)(model=model, target_layers=[layer])
+        size = params.input_size or self.classifier.input_size
+        name = params.target_layer or getattr(self.classifier, "target_layer", None)
+        self.layer_name, reshape, kind = resolve_target_layer(model, name, size)
+        self.cam = build_cam(params.method, model, model.get_submodule(self.layer_name), reshape, kind, params.batch_size)
 
     def __call__(self, rec: Record) -> dict[int, np.ndarray]:
         if not rec.classes:
             return {}
         x = self.classifier.preprocess([rec.image], self.p.input_size).repeat(len(rec.classes), 1, 1, 1)
         targets = [self.classifier.target(c) for c in rec.classes]
-        maps = self.cam(input_tensor=x, targets=targets, aug_smooth=self.p.aug_smooth, eigen_smooth=self.p.eigen_smooth)
+        maps = run_cam(self.cam, x, targets, self.p.aug_smooth, self.p.eigen_smooth)
+        if self.p.road:
+            scores = road_scores(self.classifier.model, x, maps, [probability_target(self.classifier, c) for c in rec.classes],
+                                 self.p.road_percentiles)
+            road = {str(c): round(float(s), 5) for c, s in zip(rec.classes, scores)}
+            rec.cache["road"] = road
+            rec.extras["road"] = road
         h, w = rec.image.shape[:2]
         out = {}
         for c, m in zip(rec.classes, maps):

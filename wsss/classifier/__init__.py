@@ -52,11 +52,11 @@ def _timm(p: TimmClassifierParams, class_names: list[str], work_dir: str | Path,
     state = torch.load(path, map_location="cpu", weights_only=True)
     if state["class_names"] != class_names:
         raise ValueError(f"{path} was trained for classes {state['class_names']}, the data set has {class_names}")
-    model = create_backbone(state["backbone"], state["num_outputs"], None, state["output_stride"])
+    model = create_backbone(state["backbone"], state["num_outputs"], None, state["output_stride"], state["input_size"])
     model.load_state_dict(state["state_dict"])
     mean, std = normalisation(p.pretrained)
     groups = {c: [c - 1] for c in range(1, len(class_names))}
-    return Classifier(model, state["input_size"], mean, std, groups, find_target_layer(model), state["multilabel"], device)
+    return Classifier(model, state["input_size"], mean, std, groups, find_target_layer(model, state["input_size"]), state["multilabel"], device)
 
 
 def imagenet_categories() -> list[str]:

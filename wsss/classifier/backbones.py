@@ -42,9 +42,36 @@ def load_lite0_imagenet(model: nn.Module, skip_head: bool) -> None:
     model.load_state_dict(dst)
 
 
-def create_backbone(name: str, num_classes: int, pretrained: str | None, output_stride: int = 32) -> nn.Module:
-    """A timm classifier; ``pretrained`` is None, ``bundled:efficientnet-lite0`` or a local .pth path."""
-    model = timm.create_model(name, pretrained=False, num_classes=num_classes, output_stride=output_stride)
+def _create_timm(name: str, num_classes: int, output_stride: int, input_size: int | None) -> nn.Module:
+    """timm.create_model with only the keyword arguments the architecture takes.
+
+    ``output_stride`` is passed only when it is not the default 32 (DenseNet and ViT do not take
+    it); ``img_size`` only to models that take it (ViTs, whose position grid depends on it).
+    """
+    kwargs: dict = {"output_stride": output_stride} if output_stride != 32 else {}
+    if input_size is not None:
+        kwargs["img_size"] = input_size
+    while True:
+        try:
+            return timm.create_model(name, pretrained=False, num_classes=num_classes, **kwargs)
+        except TypeError as e:
+            bad = next((k for k in kwargs if f"'{k}'" in str(e)), None)
+            if bad == "img_size":
+                kwargs.pop(bad)
+            elif bad == "output_stride":
+                raise ValueError(f"backbone '{name}' does not support output_stride={output_stride}; "
+                                 "set classifier.timm.output_stride: 32") from None
+            else:
+                raise
+
+
+def create_backbone(name: str, num_classes: int, pretrained: str | None, output_stride: int = 32,
+                    input_size: int | None = None) -> nn.Module:
+    """A timm classifier; ``pretrained`` is None, ``bundled:efficientnet-lite0`` or a local .pth path.
+
+    ``input_size`` sets the image size of architectures that fix it at build time (ViTs).
+    """
+    model = _create_timm(name, num_classes, output_stride, input_size)
     if pretrained == BUNDLED_LITE0:
         if name != "tf_efficientnet_lite0":
             raise ValueError(f"pretrained '{BUNDLED_LITE0}' fits backbone 'tf_efficientnet_lite0', not '{name}'")
@@ -86,6 +113,12 @@ def find_target_layer(model: nn.Module, input_size: int = 64) -> str:
             h.remove()
         model.train(was_training)
     spatial = [n for n, s in outputs.items() if s is not None and len(s) == 4 and s[-1] > 1]
+    if not spatial or any(s is not None and len(s) == 3 for s in outputs.values()):
+        from wsss.cam.layers import last_transformer_norm  # a ViT: its blocks' tokens, reshaped by the CAM stage
+
+        tokens = last_transformer_norm(model)
+        if tokens is not None:
+            return tokens
     if not spatial:
         raise ValueError(f"{type(model).__name__}: no child module with a 4D output; set cam.gradcam.target_layer")
     return spatial[-1]

@@ -1,7 +1,7 @@
 """The classifier used for image labels and CAMs: a model plus what to feed it and what it means."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import cv2
 import numpy as np

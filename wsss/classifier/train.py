@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import albumentations as A
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
@@ -57,7 +56,7 @@ def train_classifier(cfg: Any, work_dir: str | Path) -> Path:
     data = _LabelledImages(dataset, p.input_size, mean, std, train=True)
     loader = DataLoader(data, batch_size=p.batch_size, shuffle=True, num_workers=cfg.num_workers, drop_last=len(data) > p.batch_size,
                         generator=torch.Generator().manual_seed(cfg.seed))
-    model = create_backbone(p.backbone, data.k, p.pretrained, p.output_stride).to(device)
+    model = create_backbone(p.backbone, data.k, p.pretrained, p.output_stride, p.input_size).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
     steps = p.epochs * len(loader)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=p.lr, total_steps=max(steps, 1), pct_start=0.15)

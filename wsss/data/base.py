@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:  # wsss.record imports this module; Box is only needed for the annotation
+    from wsss.record import Box
 
 
 @dataclasses.dataclass
@@ -15,6 +18,7 @@ class Sample:
     image: np.ndarray  # HxWx3 uint8 RGB
     mask: np.ndarray | None = None  # HxW uint8 ground truth (evaluation only)
     labels: list[int] | None = None  # image-level foreground classes
+    boxes: list[Box] | None = None  # boxes given by the data set (Kvasir bboxes, VOC XML); the "given" box source
 
 
 class SegDataset(Protocol):
@@ -30,6 +34,23 @@ class SegDataset(Protocol):
         ...
 
     def mask_path(self, image_id: str) -> str | None: ...
+
+    # Optional: ``gt(image_id) -> HxW uint8 | None`` for readers whose ground truth is not a class-index
+    # PNG (COCO json, Kvasir JPEG masks); evaluation prefers it over ``mask_path`` (see read_gt).
+    # Optional: ``image_path(image_id) -> str``, the image file (the COCO export names it).
+
+
+def read_gt(dataset: SegDataset, image_id: str) -> np.ndarray | None:
+    """An image's ground-truth class-index map: ``dataset.gt`` when the reader has one, else its mask PNG."""
+    gt = getattr(dataset, "gt", None)
+    if callable(gt):
+        return gt(image_id)
+    path = dataset.mask_path(image_id)
+    if path is None:
+        return None
+    from wsss.utils.io import read_label_png
+
+    return read_label_png(path)
 
 
 def labels_from_mask(mask: np.ndarray, num_classes: int) -> list[int]:

@@ -5,6 +5,8 @@ Layout (only ``images/`` is required)::
     root/images/<id>.{png,jpg,jpeg,bmp,tif}
     root/masks/<id>.png          class-index PNG (palette or grayscale), 255 = ignore
     root/labels.json             {"<id>": ["cat", "dog"], ...}  image-level labels
+    root/labels.csv              or a CSV: header `image,labels` with labels joined by ';' (or '|'),
+                                 or header `image,<class>,<class>...` with 0/1 columns (see wsss/data/labels_csv.py)
     root/classes.txt             one class name per line, first line = background
     root/splits/<split>.txt      one id per line; without it a split is every image
 """
@@ -72,8 +74,14 @@ class FolderDataset:
         return ids
 
     def _read_labels(self, path: Path) -> dict[str, list[int]] | None:
+        if not path.is_file() and path.name == "labels.json" and path.with_suffix(".csv").is_file():
+            path = path.with_suffix(".csv")
         if not path.is_file():
             return None
+        if path.suffix.lower() == ".csv":
+            from wsss.data.labels_csv import read_labels_csv
+
+            return read_labels_csv(path, self.class_names)
         try:
             raw = json.loads(path.read_text())
         except json.JSONDecodeError as e:
@@ -86,6 +94,9 @@ class FolderDataset:
                 raise ValueError(f"{path}: image '{image_id}' has unknown class {unknown[0]!r}; known: {self.class_names[1:]}")
             out[image_id] = sorted({index[n] for n in names if index[n] > 0})
         return out
+
+    def image_path(self, image_id: str) -> str:
+        return str(self._paths[image_id])
 
     def mask_path(self, image_id: str) -> str | None:
         path = self.mask_dir / f"{image_id}.png"

@@ -6,6 +6,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from wsss.data import SegDataset
+from wsss.data.base import read_gt
 from wsss.evaluation.metrics import ConfusionMatrix, format_table, metrics_from_confusion
 from wsss.utils.io import read_label_png
 
@@ -20,10 +21,9 @@ def evaluate_label_dir(pred_dir: str | Path, dataset: SegDataset, pred_ignore: s
     cm = ConfusionMatrix(len(dataset.class_names), pred_ignore=pred_ignore)
     missing = 0
     for image_id in tqdm(dataset.ids, desc=desc, unit="img", leave=False):
-        gt_path = dataset.mask_path(image_id)
-        if gt_path is None:
+        gt = read_gt(dataset, image_id)  # the reader's gt() when it has one (COCO, Kvasir), else its mask PNG
+        if gt is None:
             continue
-        gt = read_label_png(gt_path)
         pred_path = pred_dir / f"{image_id}.png"
         if pred_path.is_file():
             pred = read_label_png(pred_path)

@@ -1,4 +1,5 @@
-"""Confusion-matrix segmentation metrics: mIoU, fwIoU, mAcc, pixel accuracy, per-class IoU."""
+"""Confusion-matrix segmentation metrics: mIoU, fwIoU, mAcc, pixel accuracy, per-class IoU, Dice, precision,
+recall and F-beta (beta^2 = 0.3, paper 002)."""
 from __future__ import annotations
 
 from typing import Literal
@@ -65,7 +66,8 @@ def metrics_from_confusion(matrix: np.ndarray) -> dict[str, float | list[float]]
     total = m.sum()
     freq = gt_count / total if total else gt_count
     present = ~np.isnan(iou)
-    return {
+    extra = dice_precision_recall(m)
+    return extra | {
         "mIoU": float(np.nanmean(iou)) if present.any() else float("nan"),
         "fwIoU": float(np.nansum(freq * np.nan_to_num(iou))),
         "mAcc": float(np.nanmean(acc)) if (gt_count > 0).any() else float("nan"),
@@ -73,6 +75,24 @@ def metrics_from_confusion(matrix: np.ndarray) -> dict[str, float | list[float]]
         "IoU": iou.tolist(),
         "Acc": acc.tolist(),
     }
+
+
+def dice_precision_recall(matrix: np.ndarray, beta2: float = 0.3) -> dict[str, float | list[float]]:
+    """Per-class Dice, precision, recall and F-beta from ``matrix[gt, pred]``, and their means over classes
+    present in ground truth or prediction (NaN where a class is absent from both)."""
+    m = matrix.astype(np.float64)
+    tp = np.diag(m)
+    gt_count, pred_count = m.sum(1), m.sum(0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        present = (gt_count + pred_count) > 0
+        dice = np.where(present, 2 * tp / (gt_count + pred_count), np.nan)
+        precision = np.where(present, np.where(pred_count > 0, tp / pred_count, 0.0), np.nan)
+        recall = np.where(present, np.where(gt_count > 0, tp / gt_count, 0.0), np.nan)
+        denom = beta2 * precision + recall
+        fbeta = np.where(present, np.where(denom > 0, (1 + beta2) * precision * recall / denom, 0.0), np.nan)
+    mean = lambda v: float(np.nanmean(v)) if present.any() else float("nan")  # noqa: E731
+    return {"mDice": mean(dice), "mPrecision": mean(precision), "mRecall": mean(recall), "mFbeta": mean(fbeta),
+            "Dice": dice.tolist(), "Precision": precision.tolist(), "Recall": recall.tolist(), "Fbeta": fbeta.tolist()}
 
 
 def format_table(rows: dict[str, dict], class_names: list[str] | None = None, per_class: bool = False) -> str:

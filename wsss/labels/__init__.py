@@ -52,3 +52,7 @@ class ClassifierLabels:
 
 LABEL_SOURCES.register("given")(GivenLabels)
 LABEL_SOURCES.register("classifier", params=ClassifierLabelParams)(ClassifierLabels)
+
+from wsss.labels.clip import ClipLabelParams, ClipLabels  # noqa: E402  (needs LABEL_SOURCES' module loaded)
+
+LABEL_SOURCES.register("clip", params=ClipLabelParams)(ClipLabels)

@@ -49,3 +49,16 @@ def compact(path: str | Path, order: list[str]) -> dict[str, dict]:
     ordered = sorted(records.values(), key=lambda r: rank.get(r["image"], len(rank)))
     write_text_atomic(path, "".join(json_line(r) for r in ordered))
     return records
+
+
+def merge_parts(path: str | Path, parts: list[Path], order: list[str]) -> dict[str, dict]:
+    """Fold per-rank manifest parts into ``path`` (newest record per image, data-set order), then drop them."""
+    records = read_manifest(path)
+    for part in parts:
+        records |= read_manifest(part)
+    rank = {image_id: i for i, image_id in enumerate(order)}
+    ordered = sorted(records.values(), key=lambda r: rank.get(r["image"], len(rank)))
+    write_text_atomic(path, "".join(json_line(r) for r in ordered))
+    for part in parts:
+        Path(part).unlink(missing_ok=True)
+    return records

@@ -7,6 +7,7 @@ interrupted run resumes where it stopped.
 from __future__ import annotations
 
 import traceback
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from wsss.masks import REFINERS
 from wsss.pseudo.manifest import ManifestWriter, compact, read_manifest
 from wsss.record import Record, Resources
 from wsss.utils.io import write_image, write_label_png, write_text_atomic
-from wsss.utils.runtime import timed
+from wsss.utils.runtime import seed_everything, timed
 from wsss.viz import draw_boxes, heatmap, overlay, panel
 
 STAGE_KEYS = ("classifier", "labels", "cam", "boxes", "masks")
@@ -82,11 +83,15 @@ def write_overlay(path: Path, rec: Record, class_names: list[str]) -> None:
 
 
 def generate_pseudo_labels(cfg: Any, dataset: SegDataset, resources: Resources, out_dir: str | Path,
-                           ids: list[str] | None = None, desc: str = "pseudo-labels") -> dict[str, dict]:
-    """Run stage one over ``ids`` (default: the whole split); returns the manifest records."""
+                           ids: list[str] | None = None, desc: str = "pseudo-labels",
+                           manifest_name: str = "manifest.jsonl") -> dict[str, dict]:
+    """Run stage one over ``ids`` (default: the whole split); returns the manifest records.
+
+    ``manifest_name`` lets each torchrun rank append to its own part (merged by rank 0 at the end).
+    """
     out_dir = Path(out_dir)
     _check_same_config(out_dir, cfg, cfg.pseudo.overwrite)
-    manifest_path = out_dir / "manifest.jsonl"
+    manifest_path = out_dir / manifest_name
     ids = list(dataset.ids if ids is None else ids)
     done = read_manifest(manifest_path)
     todo = [i for i in ids if cfg.pseudo.overwrite or not (done.get(i, {}).get("status") == "ok"
@@ -98,6 +103,8 @@ def generate_pseudo_labels(cfg: Any, dataset: SegDataset, resources: Resources, 
         for image_id in tqdm(todo, desc=desc, unit="img", initial=len(ids) - len(todo), total=len(ids)):
             record: dict[str, Any] = {"image": image_id}
             try:
+                # seeded per image: the result does not depend on the order, a resume or the rank's shard
+                seed_everything(cfg.seed + zlib.crc32(image_id.encode()) % 2**31)
                 rec = Record(dataset.load(image_id))
                 labeler.process(rec)
                 write_label_png(out_dir / "labels" / f"{image_id}.png", rec.label_map)
@@ -107,6 +114,8 @@ def generate_pseudo_labels(cfg: Any, dataset: SegDataset, resources: Resources, 
                            "scores": {str(c): round(s, 4) for c, s in rec.scores.items()},
                            "boxes": [[b.cls, *b.as_list(), round(b.score, 4)] for b in rec.boxes],
                            "timings": rec.timings, "error": None}
+                if rec.extras:  # stage outputs such as the ROAD score of each CAM
+                    record["extras"] = rec.extras
             except (KeyboardInterrupt, SystemExit):
                 raise
             except Exception as e:  # a bad image is recorded and the run goes on

@@ -7,7 +7,7 @@ import albumentations as A
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, DistributedSampler
 
 from wsss.data import SegDataset
 from wsss.utils.io import IGNORE_INDEX, read_label_png
@@ -34,10 +34,13 @@ class PseudoLabelSet(Dataset):
             A.ColorJitter(0.2, 0.2, 0.2, 0.0, p=0.5),
             A.Normalize(mean=mean, std=std),
         ], seed=seed)
+        self.epoch_seed = seed
 
     def reseed(self, seed: int) -> None:
-        """Per-epoch seed, so a resumed run draws the same augmentations as an uninterrupted one."""
-        self.transform.set_random_seed(seed)
+        """Per-epoch seed. Each sample's augmentation is then drawn from (seed, index) alone, so it does
+        not depend on the sample order, the DataLoader worker or the DDP rank: a resumed or a multi-GPU
+        run sees exactly the crops of an uninterrupted single-process one."""
+        self.epoch_seed = seed
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -46,6 +49,37 @@ class PseudoLabelSet(Dataset):
         image = self.dataset.load(self.ids[i]).image
         label = read_label_png(self.labels_dir / f"{self.ids[i]}.png")
         if label.shape != image.shape[:2]:
-            raise ValueError(f"{self.labels_dir / self.ids[i]}.png: size {label.shape} differs from its image {image.shape[:2]}")
+            raise ValueError(f"{self.labels_dir / self.ids[i]}.png: size {label.shape} differs from its image "
+                             f"{image.shape[:2]}")
+        self.transform.set_random_seed((self.epoch_seed * 1_000_003 + i) % 2**32)
         out = self.transform(image=image, mask=label)
         return torch.from_numpy(out["image"].transpose(2, 0, 1).copy()), torch.from_numpy(out["mask"].astype(np.int64))
+
+
+class BlockSampler(DistributedSampler):
+    """A DistributedSampler whose ranks take contiguous blocks of ``micro_batch`` images of one shuffled order.
+
+    Global block ``j`` of an epoch goes to rank ``j % world_size``; a step consumes ``accum * world_size``
+    blocks. So N ranks with accumulation A see the same images per forward pass as one process with
+    accumulation A*N (identical BatchNorm batches and gradients), and every rank gets the same step count.
+    Smaller data sets than one global batch are repeated to fill it.
+    """
+
+    def __init__(self, dataset: Dataset, micro_batch: int, accum: int, rank: int, world_size: int, seed: int) -> None:
+        super().__init__(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True)
+        self.micro_batch = micro_batch
+        self.steps = max(len(dataset) // (micro_batch * accum * world_size), 1)  # optimizer steps per epoch
+        self.num_samples = self.steps * accum * micro_batch
+        self.total_size = self.num_samples * world_size
+
+    def __iter__(self):  # noqa: ANN204 - an iterator of dataset indices
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        order = torch.randperm(len(self.dataset), generator=g).tolist()  # type: ignore[arg-type]
+        while len(order) < self.total_size:
+            order += order[: self.total_size - len(order)]
+        order = order[: self.total_size]
+        blocks = [order[i:i + self.micro_batch] for i in range(0, self.total_size, self.micro_batch)]
+        return iter([i for block in blocks[self.rank::self.num_replicas] for i in block])
+
+    def __len__(self) -> int:
+        return self.num_samples

@@ -1,43 +1,62 @@
 """Stage two: train a segmentation model on pseudo-labels (ignore 255) and score it on ground truth.
 
-Checkpoints ``last.pth`` (every epoch) and ``best.pth`` (best val mIoU) are written atomically;
-``resume`` continues from ``last.pth``. Each epoch reseeds every random source from
-``seed + epoch``, so a resumed run gives the same weights as an uninterrupted one.
+Runs alone (``python tools/train.py``) or under ``torchrun`` (DDP: nccl on GPU, gloo on CPU).
+``train.batch_size`` is the global batch per optimizer step; ``train.micro_batch`` images go through
+one forward pass on one rank and the rest is gradient accumulation, so a config gives the same
+optimisation on 1 or N GPUs. Checkpoints ``last.pth`` (every epoch) and ``best.pth`` (best val mIoU)
+are written atomically by rank 0; ``resume`` continues from ``last.pth``. Every epoch reseeds from
+``seed + epoch`` and every micro-batch from its global position, so a resumed (or N-rank) run gives
+the weights of an uninterrupted single-process one.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import resource
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from wsss.classifier.backbones import normalisation
 from wsss.data import SegDataset, build_dataset
-from wsss.evaluation import ConfusionMatrix
-from wsss.train.data import PseudoLabelSet
+from wsss.distributed import DistInfo, all_reduce_sum, barrier, broadcast_buffers, init_distributed, shard
+from wsss.evaluation import ConfusionMatrix, metrics_from_confusion
+from wsss.train.data import BlockSampler, PseudoLabelSet
 from wsss.train.models import TRAIN_MODELS
 from wsss.utils.io import IGNORE_INDEX, atomic_path, write_label_png
-from wsss.utils.runtime import resolve_device, seed_everything
+from wsss.utils.runtime import seed_everything
 
 
 @dataclasses.dataclass
 class TrainParams:
     labels_dir: str | None = None  # default: <work_dir>/<pseudo.out>/labels
     epochs: int = 8
-    batch_size: int = 16
+    batch_size: int = 16  # images per optimizer step, over all ranks
+    micro_batch: int | None = None  # images per forward pass per rank; default batch_size / ranks (no accumulation)
+    optimizer: Literal["adamw", "sgd"] = "adamw"
     lr: float = 1e-3
+    momentum: float = 0.9  # sgd only
     weight_decay: float = 1e-4
+    backbone_lr_mult: float = 1.0  # lr factor of the pretrained encoder (Mask2Former recipe: 0.1)
     poly_power: float = 0.9
+    warmup_iters: int = 0  # linear warmup from lr * warmup_ratio over these optimizer steps
+    warmup_ratio: float = 1e-6
+    clip_grad_norm: float = 0.0  # 0 = off
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"  # auto: bf16 on GPUs that have it, off on CPU
+    sync_bn: bool = False  # SyncBatchNorm across ranks (CUDA only; ignored on CPU)
     crop_size: int = 128
     scale: list[float] = dataclasses.field(default_factory=lambda: [0.75, 1.5])
     val_interval: int = 4  # epochs between validations (the last epoch always validates)
+    tensorboard: bool = True  # <out>/tb event files (rank 0)
     out: str = "train"  # folder under the work dir
 
 
@@ -46,12 +65,18 @@ def build_model(cfg: Any, num_classes: int) -> nn.Module:
 
 
 def model_normalisation(cfg: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    weights = getattr(getattr(cfg.model, cfg.model.name, None), "encoder_weights", None)
+    section = getattr(cfg.model, cfg.model.name, None)
+    weights = getattr(section, "encoder_weights", None) or getattr(section, "backbone_weights", None)
     return normalisation(weights)
 
 
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
 @torch.no_grad()
-def predict(model: nn.Module, image: np.ndarray, mean: tuple, std: tuple, device: torch.device, multiple: int = 32) -> np.ndarray:
+def predict(model: nn.Module, image: np.ndarray, mean: tuple, std: tuple, device: torch.device,
+            multiple: int = 32) -> np.ndarray:
     """Label map of one image; padded to a multiple of the output stride, then cropped back."""
     h, w = image.shape[:2]
     x = torch.from_numpy(np.array(image)).to(device).permute(2, 0, 1)[None].float() / 255.0
@@ -62,30 +87,89 @@ def predict(model: nn.Module, image: np.ndarray, mean: tuple, std: tuple, device
 
 
 def evaluate_model(model: nn.Module, dataset: SegDataset, mean: tuple, std: tuple, device: torch.device,
-                   out_dir: Path | None = None) -> dict:
-    """mIoU etc. of the model on every image of ``dataset`` with a mask; optionally writes predictions."""
+                   out_dir: Path | None = None, dist_info: DistInfo | None = None) -> dict:
+    """mIoU etc. of the model on every image of ``dataset`` with a mask; optionally writes predictions.
+
+    With ``dist_info`` each rank scores its shard of the images and the confusion matrices are summed.
+    """
+    info = dist_info or DistInfo(device=device)
     model.eval()
     cm = ConfusionMatrix(len(dataset.class_names))
-    for image_id in tqdm(dataset.ids, desc="validate", unit="img", leave=False):
+    for image_id in tqdm(shard(dataset.ids, info), desc="validate", unit="img", leave=False, disable=not info.is_main):
         sample = dataset.load(image_id)
         pred = predict(model, sample.image, mean, std, device)
         if out_dir is not None:
             write_label_png(out_dir / f"{image_id}.png", pred)
         if sample.mask is not None:
             cm.update(pred, sample.mask)
-    return cm.metrics()
+    counts = all_reduce_sum(info, np.concatenate([cm.matrix.ravel(), [cm.abstained, cm.scored]]).astype(np.int64))
+    matrix = counts[:-2].reshape(cm.matrix.shape)
+    return metrics_from_confusion(matrix) | {"coverage": 1.0 - counts[-2] / max(counts[-1], 1)}
 
 
-def _poly_lr(base: float, it: int, total: int, power: float) -> float:
-    return base * (1 - it / max(total, 1)) ** power
+def lr_at(p: TrainParams, it: int, total: int) -> float:
+    """Poly decay over ``total`` steps, with a linear warmup from ``lr * warmup_ratio``."""
+    lr = p.lr * (1 - it / max(total, 1)) ** p.poly_power
+    if it < p.warmup_iters:
+        lr *= p.warmup_ratio + (1 - p.warmup_ratio) * it / p.warmup_iters
+    return lr
+
+
+def amp_dtype(p: TrainParams, device: torch.device) -> torch.dtype | None:
+    if p.amp == "off" or (p.amp == "auto" and device.type != "cuda"):
+        return None
+    if p.amp == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if p.amp == "bf16" else torch.float16
+
+
+def micro_batching(p: TrainParams, world_size: int) -> tuple[int, int]:
+    """(images per forward per rank, accumulation steps) for the global ``batch_size``."""
+    micro = p.micro_batch or max(p.batch_size // world_size, 1)
+    if p.batch_size % (micro * world_size):
+        raise ValueError(f"train.batch_size {p.batch_size} is not a multiple of train.micro_batch {micro} x "
+                         f"{world_size} ranks: change one of them")
+    return micro, p.batch_size // (micro * world_size)
+
+
+def build_optimizer(p: TrainParams, model: nn.Module) -> torch.optim.Optimizer:
+    encoder = getattr(model, "encoder", None)
+    enc_ids = {id(q) for q in encoder.parameters()} if isinstance(encoder, nn.Module) else set()
+    groups = [{"params": [q for q in model.parameters() if id(q) in enc_ids], "lr_mult": p.backbone_lr_mult},
+              {"params": [q for q in model.parameters() if id(q) not in enc_ids], "lr_mult": 1.0}]
+    groups = [g for g in groups if g["params"]]
+    if p.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay)
+    return torch.optim.AdamW(groups, lr=p.lr, weight_decay=p.weight_decay)
+
+
+def pixel_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over labelled pixels (255 ignored); 0 (with a graph) when none is labelled."""
+    total = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX, reduction="sum")
+    return total / (labels != IGNORE_INDEX).sum().clamp(min=1)
+
+
+def _micro_seed(seed: int, epoch: int, block: int) -> int:
+    """Seed of one micro-batch from its global position (dropout, Mask2Former's point sampling)."""
+    return (seed * 1_000_003 + epoch * 10_007 + block) % 2**63
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB -> MiB (process peak RSS)
 
 
 def train(cfg: Any, work_dir: str | Path, resume: bool = False) -> dict:
-    """Train ``cfg.model`` on pseudo-labels of ``data.split``; returns the final val metrics."""
+    """Train ``cfg.model`` on pseudo-labels of ``data.split``; returns the final val metrics.
+
+    Under torchrun every rank calls this; rank 0 writes checkpoints, logs and the progress bar.
+    """
     p = cfg.train
+    info = init_distributed(cfg.device)
+    device = info.device
     work_dir = Path(work_dir)
     out = work_dir / p.out
-    device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
     train_set = build_dataset(cfg.data, cfg.data.split)
     val_set = build_dataset(cfg.data, cfg.data.val_split)
@@ -93,54 +177,116 @@ def train(cfg: Any, work_dir: str | Path, resume: bool = False) -> dict:
     mean, std = model_normalisation(cfg)
     labels_dir = Path(p.labels_dir) if p.labels_dir else work_dir / cfg.pseudo.out / "labels"
     data = PseudoLabelSet(train_set, labels_dir, p.crop_size, (p.scale[0], p.scale[1]), mean, std, cfg.seed)
-    model = build_model(cfg, num_classes).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
-    loss_fn = nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
-    drop_last = len(data) > p.batch_size
-    iters_per_epoch = len(data) // p.batch_size if drop_last else 1
-    total = p.epochs * iters_per_epoch
+    micro, accum = micro_batching(p, info.world_size)
+    sampler = BlockSampler(data, micro, accum, info.rank, info.world_size, cfg.seed)
+    steps, total = sampler.steps, p.epochs * sampler.steps
+
+    model = build_model(cfg, num_classes)
+    if p.sync_bn and info.enabled and device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model = model.to(device)
+    opt = build_optimizer(p, model)
+    dtype = amp_dtype(p, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     start_epoch, best, history = 0, -1.0, []
     if resume and (out / "last.pth").is_file():
         state = torch.load(out / "last.pth", map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
         start_epoch, best, history = state["epoch"] + 1, state["best_miou"], json.loads(state["history"])
-    bar = tqdm(total=total, initial=start_epoch * iters_per_epoch, desc="train", unit="it")
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        for stale in out.glob(".*.tmp*"):  # temp files of a run killed mid-write; never a checkpoint
+            stale.unlink(missing_ok=True)
+    ddp = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) \
+        if info.enabled else model
+    computes_loss = getattr(model, "computes_loss", False)
+    writer = _tensorboard(out) if p.tensorboard and info.is_main else None
+    bar = tqdm(total=total, initial=start_epoch * steps, desc="train", unit="it", disable=not info.is_main)
     metrics: dict = history[-1]["val"] if history and history[-1].get("val") else {}
     for epoch in range(start_epoch, p.epochs):
         seed_everything(cfg.seed + epoch)
         data.reseed(cfg.seed + epoch)
-        loader = DataLoader(data, batch_size=p.batch_size, shuffle=True, drop_last=drop_last, num_workers=cfg.num_workers,
-                            generator=torch.Generator().manual_seed(cfg.seed + epoch))
-        model.train()
-        losses = []
-        for i, (x, y) in enumerate(loader):
+        sampler.set_epoch(epoch)
+        loader = DataLoader(data, batch_size=micro, sampler=sampler, num_workers=cfg.num_workers,
+                            pin_memory=device.type == "cuda")
+        ddp.train()
+        loss_sum, wait, t_epoch = 0.0, 0.0, time.perf_counter()
+        batches = iter(loader)
+        for step in range(steps):
+            it = epoch * steps + step
             for group in opt.param_groups:
-                group["lr"] = _poly_lr(p.lr, epoch * iters_per_epoch + i, total, p.poly_power)
-            loss = loss_fn(model(x.to(device)), y.to(device))
+                group["lr"] = lr_at(p, it, total) * group["lr_mult"]
+            for a in range(accum):
+                t0 = time.perf_counter()
+                x, y = next(batches)
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                wait += time.perf_counter() - t0
+                torch.manual_seed(_micro_seed(cfg.seed, epoch, (step * accum + a) * info.world_size + info.rank))
+                sync = contextlib.nullcontext() if a == accum - 1 or not info.enabled else ddp.no_sync()
+                with sync:
+                    with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                        loss = ddp(x, y) if computes_loss else pixel_loss(ddp(x), y)
+                    scaler.scale(loss.float() / accum).backward()
+                loss_sum += loss.item()
+            if p.clip_grad_norm > 0:
+                scaler.unscale_(opt)
+                nn.utils.clip_grad_norm_(model.parameters(), p.clip_grad_norm)
+            scaler.step(opt)
+            scaler.update()
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}")
-        entry: dict = {"epoch": epoch + 1, "loss": float(np.mean(losses))}
+        seconds = time.perf_counter() - t_epoch
+        loss_total, wait_total = all_reduce_sum(info, np.array([loss_sum, wait]))
+        entry: dict = {"epoch": epoch + 1, "loss": float(loss_total / (steps * accum * info.world_size)),
+                       "lr": lr_at(p, (epoch + 1) * steps - 1, total),
+                       "images_per_s": round(steps * p.batch_size / seconds, 2),
+                       "data_wait_share": round(float(wait_total) / info.world_size / seconds, 4),
+                       "peak_mem_mb": round(_peak_memory_mb(device), 1)}
         if (epoch + 1) % p.val_interval == 0 or epoch + 1 == p.epochs:
-            metrics = evaluate_model(model, val_set, mean, std, device)
+            broadcast_buffers(info, model)  # score every shard with the running stats that rank 0 saves
+            metrics = evaluate_model(model, val_set, mean, std, device, dist_info=info)
             entry["val"] = {k: metrics[k] for k in ("mIoU", "fwIoU", "mAcc", "IoU")}
             if metrics["mIoU"] > best:
                 best = metrics["mIoU"]
-                _save(out / "best.pth", model, opt, epoch, best, history + [entry])
+                if info.is_main:
+                    _save(out / "best.pth", model, opt, scaler, epoch, best, history + [entry])
         history.append(entry)
-        _save(out / "last.pth", model, opt, epoch, best, history)
+        if info.is_main:
+            _save(out / "last.pth", model, opt, scaler, epoch, best, history)
+            if writer is not None:
+                _log_scalars(writer, entry, (epoch + 1) * steps)
+        barrier(info)  # no rank starts the next epoch (or returns) before the checkpoint exists
     bar.close()
-    with atomic_path(out / "log.json") as tmp:
-        tmp.write_text(json.dumps(history, indent=1))
+    if info.is_main:
+        with atomic_path(out / "log.json") as tmp:
+            tmp.write_text(json.dumps(history, indent=1))
+    if writer is not None:
+        writer.close()
     return metrics
 
 
-def _save(path: Path, model: nn.Module, opt: torch.optim.Optimizer, epoch: int, best: float, history: list) -> None:
-    state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "best_miou": best,
-             "history": json.dumps(history)}
+def _tensorboard(out: Path) -> Any:
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(out / "tb"))
+
+
+def _log_scalars(writer: Any, entry: dict, step: int) -> None:
+    for key in ("loss", "lr", "images_per_s", "data_wait_share", "peak_mem_mb"):
+        writer.add_scalar(f"train/{key}", entry[key], step)
+    for key, value in entry.get("val", {}).items():
+        if key != "IoU":
+            writer.add_scalar(f"val/{key}", value, step)
+    writer.flush()
+
+
+def _save(path: Path, model: nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, epoch: int,
+          best: float, history: list) -> None:
+    state = {"model": _unwrap(model).state_dict(), "optimizer": opt.state_dict(), "scaler": scaler.state_dict(),
+             "epoch": epoch, "best_miou": best, "history": json.dumps(history)}
     with atomic_path(path) as tmp:
         torch.save(state, tmp)

@@ -5,7 +5,7 @@ import contextlib
 import os
 import random
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch

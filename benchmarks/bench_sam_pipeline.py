@@ -1,0 +1,140 @@
+"""Images/s of paper 000's CAM-box -> SAM -> automatic-mask match: wsss versus the published composition.
+
+Plain (as the published code composes it): ``SamPredictor.set_image`` + ``predict`` once per box,
+then ``SamAutomaticMaskGenerator.generate`` on the same image (which encodes the image again).
+wsss: the ``sam_cam_match`` refiner (one embedding per image, all boxes in one decoder call).
+Same model, same images, same selection rules; the label maps of both paths are checked equal.
+
+    python benchmarks/bench_sam_pipeline.py --images 4 --size 256            # tiny random SAM, CPU
+    python benchmarks/bench_sam_pipeline.py --variant vit_b --checkpoint sam_vit_b_01ec64.pth --device cuda
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from wsss.data.base import Sample  # noqa: E402
+from wsss.masks.compose import compose_label_map  # noqa: E402
+from wsss.record import Box, Record, Resources  # noqa: E402
+from wsss.sam.engine import AutoMaskParams, SamEngine, SamModelParams, load_sam_model, sam_resource_key  # noqa: E402
+from wsss.sam.refiners import SamCamMatch, SamCamMatchParams  # noqa: E402
+from wsss.sam.selection import match_box_mask, prune_auto_masks  # noqa: E402
+
+
+def make_images(n: int, size: int, seed: int) -> list[Record]:
+    """Textured images with 1-2 bright blobs and a box around each (as CAM components would give)."""
+    rng = np.random.default_rng(seed)
+    recs = []
+    for i in range(n):
+        h, w = size, int(size * 4 / 3)
+        img = (rng.random((h, w, 3)) * 50 + 30).astype(np.uint8)
+        boxes = []
+        for _ in range(1 + i % 2):
+            y0, x0 = rng.integers(0, h // 2), rng.integers(0, w // 2)
+            y1, x1 = y0 + rng.integers(h // 6, h // 2), x0 + rng.integers(w // 6, w // 2)
+            img[y0:y1, x0:x1] = rng.integers(120, 255, 3)
+            boxes.append(Box(1, int(x0), int(y0), int(x1), int(y1), 0.9))
+        rec = Record(Sample(f"bench{i}", img))
+        rec.classes, rec.boxes = [1], boxes
+        recs.append(rec)
+    return recs
+
+
+def plain(model: torch.nn.Module, recs: list[Record], p: SamCamMatchParams) -> list[np.ndarray]:
+    from segment_anything import SamAutomaticMaskGenerator, SamPredictor
+
+    predictor = SamPredictor(model)
+    generator = SamAutomaticMaskGenerator(model, output_mode="binary_mask", **dataclasses.asdict(p.auto))
+    out = []
+    for rec in recs:
+        predictor.set_image(rec.image)
+        box_masks = [predictor.predict(box=np.array(b.as_list()), multimask_output=False)[0][0] for b in rec.boxes]
+        auto = [r["segmentation"] for r in generator.generate(rec.image)]
+        auto = np.stack(auto) if auto else np.zeros((0, *rec.image.shape[:2]), bool)
+        auto = auto[prune_auto_masks(auto, rec.image, p.max_area, p.border_sides, p.black_level)]
+        mask = np.zeros(rec.image.shape[:2], bool)
+        for bm in box_masks:
+            mask |= match_box_mask(bm, auto, p.min_iou)[0]
+        out.append(compose_label_map(mask.shape, {1: mask}, {1: np.ones(mask.shape)}))
+    return out
+
+
+def ours(refiner: SamCamMatch, recs: list[Record]) -> list[np.ndarray]:
+    return [refiner(Record(r.sample, classes=r.classes, boxes=r.boxes)) for r in recs]
+
+
+def timed(fn, repeats: int) -> tuple[float, list[np.ndarray]]:
+    best, result = float("inf"), []
+    for _ in range(repeats):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        result = fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t)
+    return best, result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--variant", default="tiny", help="tiny (random, tests/tiny_models.py) or vit_b / vit_l / vit_h")
+    ap.add_argument("--checkpoint", default="", help="SAM checkpoint for vit_*; required for them")
+    ap.add_argument("--tiny-size", type=int, default=256, help="input size of the tiny model")
+    ap.add_argument("--images", type=int, default=4)
+    ap.add_argument("--size", type=int, default=192, help="image height (width = 4/3 of it)")
+    ap.add_argument("--points-per-side", type=int, default=16)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    torch.manual_seed(args.seed)
+    device = torch.device(args.device)
+    if args.variant == "tiny":
+        from tests.tiny_models import build_tiny_sam
+
+        model = build_tiny_sam(img_size=args.tiny_size, embed_dim=96, prompt_dim=64).to(device)
+        mp = SamModelParams(checkpoint="<tiny random>")
+    else:
+        mp = SamModelParams(variant=args.variant, checkpoint=args.checkpoint)
+        model = load_sam_model(mp, device, "--checkpoint")
+    # random weights predict low IoUs: no IoU/stability filtering so the matching has masks to work on
+    auto = AutoMaskParams(points_per_side=args.points_per_side, pred_iou_thresh=0.0 if args.variant == "tiny" else 0.88,
+                          stability_score_thresh=0.0 if args.variant == "tiny" else 0.95)
+    p = SamCamMatchParams(model=mp, auto=auto)
+    res = Resources(None, ["background", "object"], ".", device)
+    res.get(sam_resource_key(mp), lambda: SamEngine(model, "sam", sam_resource_key(mp)))
+    refiner = SamCamMatch(p, res)
+    recs = make_images(args.images, args.size, args.seed)
+
+    with torch.inference_mode():
+        ours(refiner, recs[:1]), plain(model, recs[:1], p)  # warm-up
+        t_plain, a = timed(lambda: plain(model, recs, p), args.repeats)
+        t_ours, b = timed(lambda: ours(refiner, recs), args.repeats)
+    same = all(np.array_equal(x, y) for x, y in zip(a, b))
+    params = sum(q.numel() for q in model.parameters()) / 1e6
+    print(f"model {args.variant} ({params:.1f} M params, input {model.image_encoder.img_size}), device {device}, "
+          f"{args.images} images {args.size}x{int(args.size * 4 / 3)}, {args.points_per_side}^2 points, "
+          f"{torch.get_num_threads()} threads")
+    print("| pipeline | images/s | s/image |")
+    print("|---|---|---|")
+    print(f"| plain (set_image + generate per image) | {args.images / t_plain:.2f} | {t_plain / args.images:.3f} |")
+    print(f"| wsss sam_cam_match | {args.images / t_ours:.2f} | {t_ours / args.images:.3f} |")
+    print(f"speed-up {t_plain / t_ours:.2f}x; identical label maps: {same}; "
+          f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    if torch.cuda.is_available():
+        print(f"peak CUDA memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,372 @@
+"""The demo's generation engine: classify -> CAM -> ROAD -> boxes -> mask refiner, one image at a time.
+
+Stages come from the registries (``CAM_METHODS``, ``BOX_SOURCES``, ``REFINERS``) built from the
+config's own sections with the user's parameters patched in. Each stage is rebuilt only when its
+section changes; the classifier and any other model live in ``Resources`` and load once per process.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from wsss.app.views import stage_views
+from wsss.boxes import BOX_SOURCES
+from wsss.cam import CAM_METHODS
+from wsss.cam.gradcam import cam_method_names
+from wsss.config import to_dict
+from wsss.data import SegDataset, build_dataset
+from wsss.data.base import Sample
+from wsss.masks import REFINERS
+from wsss.record import Record, Resources
+from wsss.utils.runtime import resolve_device
+
+ROAD_PERCENTILES = (20, 40, 60, 80)
+
+
+@dataclasses.dataclass
+class DemoParams:
+    """What the user sets in the middle column."""
+
+    cam_method: str = "GradCAM"
+    eigen_smooth: bool = False
+    aug_smooth: bool = False
+    box_threshold: float = 0.5
+    mask_model: str = "grabcut_cam"
+    target: int | None = None  # None = the class the classifier predicts
+
+
+@dataclasses.dataclass
+class DemoResult:
+    image_id: str
+    image: np.ndarray
+    label_map: np.ndarray  # HxW uint8 from the refiner
+    mask: np.ndarray  # HxW bool: the target class
+    target: int
+    target_name: str
+    predicted: int
+    confidence: float  # classifier probability of the target class
+    road: float | None
+    iou: float | None  # against ground truth, when the image has some
+    stages: list[tuple[np.ndarray, str]]
+    log: list[str]
+    seconds: float
+
+    def metrics_text(self) -> str:
+        parts = [
+            f"class: {self.target_name}",
+            f"confidence: {self.confidence:.3f}",
+            f"ROAD: {self.road:.4f}" if self.road is not None else "ROAD: n/a",
+            f"IoU vs ground truth: {self.iou:.3f}" if self.iou is not None else "IoU vs ground truth: n/a",
+            f"mask area: {100.0 * self.mask.mean():.1f}%",
+            f"time: {self.seconds:.2f} s",
+        ]
+        return " | ".join(parts)
+
+
+def _checkpoint_fields(params: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """Every field called ``checkpoint`` (or ending in ``_checkpoint``) in a params dataclass, nested ones too."""
+    out = []
+    for f in dataclasses.fields(params):
+        value = getattr(params, f.name)
+        if dataclasses.is_dataclass(value):
+            out += _checkpoint_fields(value, f"{prefix}{f.name}.")
+        elif f.name == "checkpoint" or f.name.endswith("_checkpoint"):
+            out.append((prefix + f.name, value))
+    return out
+
+
+def checkpoints_configured(params: Any) -> bool:
+    """True when a refiner needs no checkpoint, or at least one of its checkpoints is set and reachable."""
+    if params is None or not dataclasses.is_dataclass(params):
+        return True
+    fields = _checkpoint_fields(params)
+    if not fields:
+        return True
+    for _, spec in fields:
+        if isinstance(spec, str) and spec:
+            if spec.startswith(("hf:", "http://", "https://")) or Path(spec).expanduser().exists():
+                return True
+    return False
+
+
+def mask_model_choices(cfg: Any) -> list[tuple[str, str]]:
+    """(label, refiner name) for every registered refiner whose checkpoints are configured.
+
+    A SAM-family refiner shows its model family (SAM / SAM 2) in the label.
+    """
+    out = []
+    for name in REFINERS.names():
+        params = getattr(cfg.masks, name, None)
+        if not checkpoints_configured(params):
+            continue
+        family = getattr(getattr(params, "model", None), "family", None)
+        label = f"{name} ({'SAM 2' if family == 'sam2' else 'SAM'})" if family in ("sam", "sam2") else name
+        out.append((label, name))
+    return out
+
+
+def road_score(
+    classifier: Any, image: np.ndarray, cam: np.ndarray, cls: int, percentiles: tuple[int, ...] = ROAD_PERCENTILES
+) -> float:
+    """ROAD (remove and debias, combined) of one CAM, with the class probability as the score."""
+    from pytorch_grad_cam.metrics.road import ROADCombined
+
+    x = classifier.preprocess([image])
+    size = x.shape[-1]
+    small = cv2.resize(cam.astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR)[None]
+    idx = classifier.class_groups[cls]
+
+    def target(output: torch.Tensor) -> torch.Tensor:
+        return classifier.probabilities(output[None])[0, idx].max()
+
+    with torch.no_grad():
+        return float(
+            np.asarray(ROADCombined(percentiles=list(percentiles))(x, small, [target], classifier.model)).ravel()[0]
+        )
+
+
+def _release(stage: Any) -> None:
+    """Remove the forward hooks a pytorch-grad-cam object put on the shared classifier."""
+    acts = getattr(getattr(stage, "cam", None), "activations_and_grads", None)
+    if acts is not None:
+        acts.release()
+
+
+class DemoEngine:
+    """Everything the UI calls; no Gradio in here, so it is tested directly."""
+
+    def __init__(
+        self, cfg: Any, work_dir: str | Path, device: torch.device | None = None, max_side: int = 1024
+    ) -> None:
+        self.cfg = cfg
+        self.max_side = max_side
+        self.datasets: dict[str, SegDataset] = {}
+        errors = []
+        for split in dict.fromkeys([cfg.data.split, cfg.data.val_split]):
+            try:
+                self.datasets[split] = build_dataset(cfg.data, split)
+            except (FileNotFoundError, ValueError) as e:
+                errors.append(f"{split}: {e}")
+        if not self.datasets:
+            raise FileNotFoundError(
+                "demo: no split of data set '{}' could be read: {}".format(cfg.data.name, "; ".join(errors))
+            )
+        data_classes = next(iter(self.datasets.values())).class_names
+        self.class_names = self._classifier_classes(data_classes)
+        self.has_ground_truth = self.class_names == data_classes  # GT indices mean the same classes
+        self.resources = Resources(cfg, self.class_names, work_dir, device or resolve_device(cfg.device))
+        self.classifier = self.resources.classifier  # load now: the first click is fast, errors show at start
+        self.builds: Counter[str] = Counter()  # stage builds, so tests can see what was rebuilt
+        self._stages: dict[str, tuple[str, Any]] = {}
+        self._lock = threading.Lock()  # one generation at a time: the stages share one model
+
+    def _classifier_classes(self, data_classes: list[str]) -> list[str]:
+        """ImageNet's 1000 categories for the bundled ImageNet model unless a class_map ties data classes to them."""
+        c = self.cfg.classifier
+        if c.name == "imagenet_lite0" and not c.imagenet_lite0.class_map:
+            from wsss.classifier import imagenet_categories
+
+            cats = imagenet_categories()
+            if not set(data_classes[1:]) <= set(cats):
+                return ["background"] + cats
+        return list(data_classes)
+
+    # ------------------------------------------------------------------ parameters and stages
+    def default_params(self) -> DemoParams:
+        choices = [name for _, name in mask_model_choices(self.cfg)]
+        mask = (
+            self.cfg.masks.name
+            if self.cfg.masks.name in choices
+            else ("grabcut_cam" if "grabcut_cam" in choices else choices[0])
+        )
+        g = self.cfg.cam.gradcam
+        return DemoParams(
+            g.method, g.eigen_smooth, g.aug_smooth, float(self.cfg.boxes.cam_components.threshold), mask, None
+        )
+
+    def _stage(self, kind: str, registry: Any, section: Any) -> Any:
+        key = json.dumps(to_dict(section), sort_keys=True, default=str)
+        cached = self._stages.get(kind)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        if cached is not None:
+            _release(cached[1])
+        stage = registry.build(section, resources=self.resources)
+        self.builds[kind] += 1
+        self._stages[kind] = (key, stage)
+        return stage
+
+    def cam_stage(self, p: DemoParams) -> Any:
+        section = copy.deepcopy(self.cfg.cam)
+        section.name = "gradcam"
+        extra = {"road": True} if "road" in {f.name for f in dataclasses.fields(section.gradcam)} else {}
+        section.gradcam = dataclasses.replace(
+            section.gradcam, method=p.cam_method, eigen_smooth=p.eigen_smooth, aug_smooth=p.aug_smooth, **extra
+        )
+        return self._stage("cam", CAM_METHODS, section)
+
+    def box_stage(self, p: DemoParams) -> Any:
+        section = copy.deepcopy(self.cfg.boxes)
+        section.name = "cam_components"
+        section.cam_components = dataclasses.replace(section.cam_components, threshold=float(p.box_threshold))
+        return self._stage("boxes", BOX_SOURCES, section)
+
+    def mask_stage(self, p: DemoParams) -> Any:
+        choices = [name for _, name in mask_model_choices(self.cfg)]
+        if p.mask_model not in choices:
+            raise ValueError(
+                f"mask model '{p.mask_model}' is not available here; choose one of {choices} "
+                "(SAM refiners appear once masks.<name>.model.checkpoint points at a checkpoint)"
+            )
+        section = copy.deepcopy(self.cfg.masks)
+        section.name = p.mask_model
+        return self._stage("masks", REFINERS, section)
+
+    # ------------------------------------------------------------------ inputs
+    def check_image(self, image: np.ndarray) -> np.ndarray:
+        """An uploaded array as HxWx3 uint8 RGB, its longer side capped at ``max_side``."""
+        image = np.asarray(image)
+        if image.ndim == 2:
+            image = np.repeat(image[..., None], 3, axis=2)
+        if image.ndim != 3 or image.shape[2] not in (3, 4) or min(image.shape[:2]) < 8:
+            raise ValueError(f"expected an RGB image of at least 8x8 pixels, got an array of shape {image.shape}")
+        image = np.ascontiguousarray(image[..., :3].astype(np.uint8))
+        scale = self.max_side / max(image.shape[:2])
+        if scale < 1:
+            image = cv2.resize(
+                image, (round(image.shape[1] * scale), round(image.shape[0] * scale)), interpolation=cv2.INTER_AREA
+            )
+        return image
+
+    def load_sample(self, split: str, image_id: str) -> Sample:
+        if split not in self.datasets or image_id not in self.datasets[split].ids:
+            raise KeyError(f"no image '{image_id}' in split '{split}'")
+        return self.datasets[split].load(image_id)
+
+    # ------------------------------------------------------------------ generation
+    def generate(self, sample: Sample, p: DemoParams) -> Iterator[str | DemoResult]:
+        """Yield log lines while the stages run, then the :class:`DemoResult`."""
+        with self._lock:
+            yield from self._generate(sample, p)
+
+    def _generate(self, sample: Sample, p: DemoParams) -> Iterator[str | DemoResult]:
+        start = time.perf_counter()
+        log: list[str] = []
+
+        def say(line: str) -> str:
+            log.append(line)
+            return line
+
+        h, w = sample.image.shape[:2]
+        yield say(f"[1/5] classifying '{sample.id}' ({w}x{h})")
+        probs = self.classifier.predict([sample.image])[0]
+        predicted = max(probs, key=probs.get)
+        target = predicted if p.target is None else int(p.target)
+        if target not in probs:
+            raise ValueError(
+                f"target class {target} is not one of the classifier's classes 1..{len(self.class_names) - 1}"
+            )
+        top = sorted(probs, key=probs.get, reverse=True)[:3]
+        yield say("      top: " + ", ".join(f"{self.class_names[c]} {probs[c]:.3f}" for c in top))
+        yield say(
+            f"      target: {self.class_names[target]} (confidence {probs[target]:.3f}"
+            f"{', predicted' if target == predicted else ''})"
+        )
+        rec = Record(sample, classes=[target], scores=probs)
+
+        t = time.perf_counter()
+        cam_stage = self.cam_stage(p)
+        yield say(
+            f"[2/5] CAM: {p.cam_method} (eigen smooth {'on' if p.eigen_smooth else 'off'}, "
+            f"aug smooth {'on' if p.aug_smooth else 'off'})"
+        )
+        rec.cams = cam_stage(rec)
+        yield say(f"      done in {time.perf_counter() - t:.2f} s")
+
+        road = rec.cache.get("road", {}).get(str(target)) if isinstance(rec.cache.get("road"), dict) else None
+        if road is None:
+            yield say("[3/5] ROAD of the CAM (computing)")
+            road = road_score(self.classifier, sample.image, rec.cams[target], target)
+        else:
+            yield say("[3/5] ROAD of the CAM (from the CAM stage)")
+        yield say(f"      ROAD combined: {road:.4f} (higher = the CAM marks what the classifier uses)")
+
+        rec.boxes = self.box_stage(p)(rec)
+        yield say(
+            f"[4/5] boxes at CAM >= {p.box_threshold:.2f}: "
+            + (", ".join(str(b.as_list()) for b in rec.boxes) or "none")
+        )
+
+        t = time.perf_counter()
+        refiner = self.mask_stage(p)
+        yield say(f"[5/5] mask: {p.mask_model}")
+        rec.label_map = refiner(rec)
+        mask = rec.label_map == target
+        yield say(f"      done in {time.perf_counter() - t:.2f} s, mask covers {100.0 * mask.mean():.1f}% of the image")
+
+        iou = None
+        if sample.mask is not None and self.has_ground_truth:
+            valid = sample.mask != 255
+            gt = (sample.mask == target) & valid
+            union = int((gt | (mask & valid)).sum())
+            iou = float((gt & mask).sum()) / union if union else None
+            yield say(
+                f"      IoU vs ground truth: {iou:.3f}"
+                if iou is not None
+                else "      IoU: no object in mask or ground truth"
+            )
+        seconds = time.perf_counter() - start
+        yield say(f"finished in {seconds:.2f} s")
+        name = self.class_names[target]
+        yield DemoResult(
+            sample.id,
+            sample.image,
+            rec.label_map,
+            mask,
+            target,
+            name,
+            predicted,
+            float(probs[target]),
+            None if road is None else float(road),
+            iou,
+            stage_views(refiner, rec, target, name),
+            log,
+            seconds,
+        )
+
+    def run(self, sample: Sample, p: DemoParams) -> DemoResult:
+        """Generation without the live log."""
+        result = None
+        for event in self.generate(sample, p):
+            if isinstance(event, DemoResult):
+                result = event
+        assert result is not None
+        return result
+
+    def close(self) -> None:
+        for _, stage in self._stages.values():
+            _release(stage)
+        self._stages.clear()
+
+
+__all__ = [
+    "DemoEngine",
+    "DemoParams",
+    "DemoResult",
+    "cam_method_names",
+    "checkpoints_configured",
+    "mask_model_choices",
+    "road_score",
+]

@@ -1,0 +1,201 @@
+"""Threshold sweeps behind paper 001's Tables 1-2 and paper 002's Table 1.
+
+CAMs (and rCAM stages) are computed once per image and reused for every threshold.
+
+- Paper 001, class segmentation (scope image) and object segmentation (inside each box): for
+  each technique (CAM alone, GrabCut-CAM PF-PB / F-PF / F-PB, naked GrabCut on boxes) and each t,
+  class-wise binary TP/FP/TN/FN are summed over the data set; IoU_i = TP/(TP+FP+FN),
+  Acc_i = (TP+TN)/all, mIoU and mAcc average over classes, fwIoU weights IoU_i by the class's
+  true pixels. Each technique is reported at its best t (by mIoU).
+- Paper 002: OIS, ODS (F-beta, beta^2 = 0.3) and MAE of CAM_1, CAM_2, rCAM_1..3 and rCAM, each a
+  continuous map per (image, class) against that class's ground-truth mask.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from wsss.boxes import cam_component_boxes
+from wsss.data.base import read_gt
+from wsss.evaluation.fscore import SaliencyMeter, f_beta
+from wsss.masks.grabcut_box import grabcut_rect
+from wsss.masks.grabcut_cam import GrabCutCam, GrabCutCamParams
+from wsss.record import Box, Record
+from wsss.utils.io import IGNORE_INDEX
+
+VARIANTS = ("PF-PB", "F-PF", "F-PB")
+
+
+class BinaryClassMeter:
+    """Paper 001's class-wise binary counts, summed over images."""
+
+    def __init__(self, num_classes: int) -> None:
+        self.counts = np.zeros((num_classes, 4), np.int64)  # TP, FP, TN, FN
+
+    def update(self, cls: int, pred: np.ndarray, gt: np.ndarray, valid: np.ndarray | None = None) -> None:
+        valid = np.ones(gt.shape, bool) if valid is None else valid
+        p, g = pred[valid].astype(bool), gt[valid].astype(bool)
+        self.counts[cls] += [int((p & g).sum()), int((p & ~g).sum()), int((~p & ~g).sum()), int((~p & g).sum())]
+
+    def metrics(self) -> dict[str, Any]:
+        tp, fp, tn, fn = self.counts.T.astype(np.float64)
+        seen = self.counts.sum(1) > 0
+        if not seen.any():
+            return {"mIoU": float("nan"), "fwIoU": float("nan"), "mAcc": float("nan"), "IoU": []}
+        with np.errstate(divide="ignore", invalid="ignore"):
+            iou = np.where(tp + fp + fn > 0, tp / (tp + fp + fn), 0.0)
+            acc = (tp + tn) / np.maximum(tp + fp + tn + fn, 1)
+        true = tp + fn
+        return {"mIoU": float(iou[seen].mean()), "fwIoU": float((true * iou).sum() / max(true.sum(), 1)),
+                "mAcc": float(acc[seen].mean()), "IoU": [float(v) if s else None for v, s in zip(iou, seen)]}
+
+
+@dataclasses.dataclass
+class SweepResult:
+    thresholds: list[float]
+    class_seg: dict[str, list[dict]]  # technique -> metrics per threshold
+    object_seg: dict[str, list[dict]]
+    saliency: dict[str, dict]  # CAM variant -> OIS / ODS / MAE (+ F per threshold)
+
+    def best(self, task: str, key: str = "mIoU") -> dict[str, tuple[float | None, dict]]:
+        """technique -> (best t, its metrics); t is None for a technique without a threshold."""
+        rows = {}
+        for name, per_t in getattr(self, task).items():
+            if len(per_t) == 1:
+                rows[name] = (None, per_t[0])
+                continue
+            i = int(np.nanargmax([m[key] for m in per_t]))
+            rows[name] = (self.thresholds[i], per_t[i])
+        return rows
+
+
+def gt_boxes(gt: np.ndarray, classes: list[int], min_pixels: int = 16) -> list[Box]:
+    """One box per connected component of each class in the ground truth (object segmentation)."""
+    boxes: list[Box] = []
+    for c in classes:
+        area = min_pixels / max(gt.size, 1)
+        boxes += cam_component_boxes((gt == c).astype(np.float32), c, 0.5, area, 100)
+    return boxes
+
+
+def sweep_dataset(dataset: Any, cam_stage: Any, thresholds: list[float], iterations: int = 1,
+                  rcam: Any = None, limit: int | None = None, delta: float = 0.01, margin: float = 0.15) -> SweepResult:
+    """Run every technique at every threshold over ``dataset`` (images with ground truth)."""
+    k = len(dataset.class_names)
+    techniques = ["cam"] + [f"gccam {v}" for v in VARIANTS]
+    cls_m = {n: [BinaryClassMeter(k) for _ in thresholds] for n in techniques}
+    obj_m = {"grabcut": [BinaryClassMeter(k)]} | {n: [BinaryClassMeter(k) for _ in thresholds] for n in techniques}
+    sal = {s: SaliencyMeter() for s in ("cam1", "cam2", "rcam1", "rcam2", "rcam3", "rcam")} if rcam is not None else {}
+    cutters = {(v, i, sc): GrabCutCam(GrabCutCamParams(variant=v, t=t, delta=delta, scope=sc, iterations=iterations,
+                                                       margin=margin), None)
+               for v in VARIANTS for i, t in enumerate(thresholds) for sc in ("image", "box")}
+    ids = list(dataset.ids)[:limit] if limit else list(dataset.ids)
+    for image_id in tqdm(ids, desc="sweep", unit="img"):
+        gt = read_gt(dataset, image_id)
+        if gt is None:
+            continue
+        sample = dataset.load(image_id)
+        classes = [int(c) for c in np.unique(gt) if 0 < c < k]
+        rec = Record(sample, classes=classes)
+        rec.cams = cam_stage(rec)  # once per image, reused for every threshold
+        valid = gt != IGNORE_INDEX
+        for c in classes:  # class segmentation: the whole image, one class at a time
+            one = Record(sample, classes=[c], cams={c: rec.cams[c]})
+            for i, t in enumerate(thresholds):
+                cls_m["cam"][i].update(c, rec.cams[c] >= t, gt == c, valid)
+                for v in VARIANTS:
+                    cls_m[f"gccam {v}"][i].update(c, cutters[(v, i, "image")].class_masks(one)[c], gt == c, valid)
+        for b in gt_boxes(gt, classes):  # object segmentation: inside each box
+            sl = (slice(b.y0, b.y1), slice(b.x0, b.x1))
+            g, ok = (gt == b.cls)[sl], valid[sl]
+            obj_m["grabcut"][0].update(b.cls, grabcut_rect(sample.image, b, iterations, margin)[sl], g, ok)
+            one = Record(sample, classes=[b.cls], cams={b.cls: rec.cams[b.cls]}, boxes=[b])
+            for i, t in enumerate(thresholds):
+                obj_m["cam"][i].update(b.cls, rec.cams[b.cls][sl] >= t, g, ok)
+                for v in VARIANTS:
+                    fg = cutters[(v, i, "box")].class_masks(one)[b.cls][sl]
+                    obj_m[f"gccam {v}"][i].update(b.cls, fg, g, ok)
+        if rcam is not None and classes:
+            for c, stages in rcam.maps(sample.image, classes).items():
+                target = np.where(valid, (gt == c).astype(np.uint8), IGNORE_INDEX).astype(np.uint8)
+                for s, m in stages.items():
+                    sal[s].update(np.clip(m, 0.0, 1.0), target)
+    saliency = {}
+    for s, meter in sal.items():
+        with np.errstate(divide="ignore", invalid="ignore"):
+            prec = np.where(meter.tp + meter.fp > 0, meter.tp / np.maximum(meter.tp + meter.fp, 1), 0.0)
+        rec_ = meter.tp / max(meter.positives, 1)
+        saliency[s] = meter.metrics() | {"F": f_beta(prec, rec_).tolist()}
+    return SweepResult(list(thresholds), {n: [m.metrics() for m in ms] for n, ms in cls_m.items()},
+                       {n: [m.metrics() for m in ms] for n, ms in obj_m.items()}, saliency)
+
+
+def format_best_table(result: SweepResult, task: str) -> str:
+    """Markdown table shaped like paper 001's Tables 1-2 (x100, technique at its best t)."""
+    lines = ["| Technique | mIoU | fwIoU | mAcc |", "|---|---:|---:|---:|"]
+    for name, (t, m) in result.best(task).items():
+        label = name if t is None else f"{name} {t:.1f}"
+        lines.append(f"| {label} | {100 * m['mIoU']:.1f} | {100 * m['fwIoU']:.1f} | {100 * m['mAcc']:.1f} |")
+    return "\n".join(lines)
+
+
+def format_saliency_table(result: SweepResult) -> str:
+    """Markdown table shaped like paper 002's Table 1 (OIS, ODS, MAE per CAM variant)."""
+    names = {"cam1": "CAM_1", "cam2": "CAM_2", "rcam1": "rCAM_1", "rcam2": "rCAM_2", "rcam3": "rCAM_3", "rcam": "rCAM"}
+    cols = [s for s in names if s in result.saliency]
+    lines = ["| Metric | " + " | ".join(names[s] for s in cols) + " |", "|---|" + "---:|" * len(cols)]
+    for key in ("OIS", "ODS", "MAE"):
+        lines.append(f"| {key} | " + " | ".join(f"{result.saliency[s][key]:.3f}" for s in cols) + " |")
+    return "\n".join(lines)
+
+
+def plot_sweep(result: SweepResult, out_dir: str | Path) -> list[Path]:
+    """Metric-vs-threshold PNGs (paper 001 Figs 7, 8, 10, 11; F-beta curves for paper 002)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from wsss.utils.io import atomic_path
+
+    out_dir = Path(out_dir)
+    paths = []
+    for task, title in (("class_seg", "class segmentation"), ("object_seg", "object segmentation")):
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        for ax, key in zip(axes, ("mIoU", "mAcc")):
+            for name, per_t in getattr(result, task).items():
+                ys = [100 * m[key] for m in per_t]
+                if len(ys) == 1:
+                    ax.axhline(ys[0], ls="--", color="k", label=name)
+                else:
+                    ax.plot(result.thresholds, ys, marker="o", label=name)
+            ax.set_xlabel("threshold t")
+            ax.set_ylabel(key)
+            ax.set_title(f"{title}: {key}")
+            ax.grid(alpha=0.3)
+        axes[0].legend()
+        fig.tight_layout()
+        path = out_dir / f"{task}.png"
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=90, format="png")
+        plt.close(fig)
+        paths.append(path)
+    if result.saliency:
+        fig, ax = plt.subplots(figsize=(5, 4))
+        for s, m in result.saliency.items():
+            ax.plot(np.linspace(0, 1, len(m["F"])), m["F"], label=s)
+        ax.set_xlabel("threshold")
+        ax.set_ylabel("F-beta (beta^2 = 0.3), data set")
+        ax.legend()
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        path = out_dir / "rcam_fbeta.png"
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=90, format="png")
+        plt.close(fig)
+        paths.append(path)
+    return paths
