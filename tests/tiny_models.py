@@ -69,3 +69,33 @@ def build_tiny_clip(image_size: int = 32, context_length: int = 16, seed: int = 
                  text_cfg=CLIPTextCfg(context_length=context_length, vocab_size=49408, width=32, heads=2, layers=1))
     preprocess = open_clip.image_transform(image_size, is_train=False)
     return model.eval(), preprocess, SimpleTokenizer(context_length=context_length)
+
+
+def build_tiny_grounding_dino(words: list[str], image_size: int = 128, seed: int = 0) -> tuple:
+    """transformers' GroundingDinoForObjectDetection with a tiny Swin + BERT; (model, processor)."""
+    from transformers import (
+        BertConfig,
+        BertTokenizer,
+        GroundingDinoConfig,
+        GroundingDinoForObjectDetection,
+        GroundingDinoImageProcessor,
+        GroundingDinoProcessor,
+        SwinConfig,
+    )
+
+    torch.manual_seed(seed)
+    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", *words])}
+    tokenizer = BertTokenizer(vocab=vocab)  # a vocab file yields all [UNK] in transformers 5 (pitfalls.md)
+    backbone = SwinConfig(image_size=image_size, embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1],
+                          window_size=2, out_features=["stage2", "stage3", "stage4"])
+    text = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                      intermediate_size=32, max_position_embeddings=64)
+    config = GroundingDinoConfig(backbone_config=backbone, text_config=text, d_model=32, encoder_layers=1,
+                                 decoder_layers=2, encoder_ffn_dim=32, decoder_ffn_dim=32, encoder_attention_heads=2,
+                                 decoder_attention_heads=2, num_queries=20, num_feature_levels=4, max_text_len=32,
+                                 encoder_n_points=2, decoder_n_points=2)
+    model = GroundingDinoForObjectDetection(config).eval()
+    processor = GroundingDinoProcessor(
+        image_processor=GroundingDinoImageProcessor(size={"shortest_edge": image_size, "longest_edge": image_size}),
+        tokenizer=tokenizer)
+    return model, processor

@@ -74,3 +74,7 @@ class GivenBoxes:
 BOX_SOURCES.register("cam_components", params=CamComponentParams)(CamComponentBoxes)
 BOX_SOURCES.register("given")(GivenBoxes)
 BOX_SOURCES.register("none")(NoBoxes)
+
+from wsss.boxes.grounding_dino import GroundingDinoBoxes, GroundingDinoParams  # noqa: E402
+
+BOX_SOURCES.register("grounding_dino", params=GroundingDinoParams)(GroundingDinoBoxes)

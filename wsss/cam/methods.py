@@ -5,6 +5,7 @@
   on EfficientNets. :class:`FullGradAnyNorm` matches subclasses too.
 - AblationCAM on a ViT needs the token-aware ablation layer.
 - ScoreCAM and AblationCAM run one forward pass per channel; ``batch_size`` bounds the memory.
+- ShapleyCAM works on CNN layers only; on a ViT it is refused with a clear error.
 """
 from __future__ import annotations
 
@@ -46,6 +47,9 @@ def build_cam(method: str, model: nn.Module, layer: nn.Module, reshape_transform
     names = cam_method_names()
     if method not in names:
         raise ValueError(f"unknown CAM method '{method}'; pytorch-grad-cam has {names}")
+    if method == "ShapleyCAM" and kind == "vit":
+        raise ValueError("ShapleyCAM: pytorch-grad-cam supports it on CNN layers only (its weights need 4D "
+                         "activations, and CPU flash attention has no second-order gradient); choose another method")
     if method == "FullGrad":
         return FullGradAnyNorm(model, [], reshape_transform)
     if method == "AblationCAM":

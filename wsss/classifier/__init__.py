@@ -56,7 +56,8 @@ def _timm(p: TimmClassifierParams, class_names: list[str], work_dir: str | Path,
     model.load_state_dict(state["state_dict"])
     mean, std = normalisation(p.pretrained)
     groups = {c: [c - 1] for c in range(1, len(class_names))}
-    return Classifier(model, state["input_size"], mean, std, groups, find_target_layer(model, state["input_size"]), state["multilabel"], device)
+    layer = find_target_layer(model, state["input_size"])
+    return Classifier(model, state["input_size"], mean, std, groups, layer, state["multilabel"], device)
 
 
 def imagenet_categories() -> list[str]:

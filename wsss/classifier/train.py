@@ -18,7 +18,7 @@ from wsss.utils.runtime import resolve_device, seed_everything
 
 
 class _LabelledImages(Dataset):
-    def __init__(self, dataset: SegDataset, size: int, mean: tuple, std: tuple, train: bool) -> None:
+    def __init__(self, dataset: SegDataset, size: int, mean: tuple, std: tuple, train: bool, seed: int = 0) -> None:
         self.dataset = dataset
         self.ids = [i for i in dataset.ids if dataset.labels(i)]
         if not self.ids:
@@ -29,7 +29,7 @@ class _LabelledImages(Dataset):
             ops += [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5),
                     A.Affine(scale=(0.8, 1.2), translate_percent=(-0.1, 0.1), rotate=(-20, 20), p=0.7),
                     A.ColorJitter(0.2, 0.2, 0.2, 0.05, p=0.5)]
-        self.transform = A.Compose(ops + [A.Normalize(mean=mean, std=std)])
+        self.transform = A.Compose(ops + [A.Normalize(mean=mean, std=std)], seed=seed)  # seeded: same run, same weights
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -53,7 +53,7 @@ def train_classifier(cfg: Any, work_dir: str | Path) -> Path:
     device = resolve_device(cfg.device)
     dataset = build_dataset(cfg.data, p.split)
     mean, std = normalisation(p.pretrained)
-    data = _LabelledImages(dataset, p.input_size, mean, std, train=True)
+    data = _LabelledImages(dataset, p.input_size, mean, std, train=True, seed=cfg.seed)
     loader = DataLoader(data, batch_size=p.batch_size, shuffle=True, num_workers=cfg.num_workers, drop_last=len(data) > p.batch_size,
                         generator=torch.Generator().manual_seed(cfg.seed))
     model = create_backbone(p.backbone, data.k, p.pretrained, p.output_stride, p.input_size).to(device)

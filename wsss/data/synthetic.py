@@ -46,7 +46,7 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
         if rng.random() < 0.6:
             cv2.line(img, (int(p[0]), int(p[1])), (int(p[2]), int(p[3])), colour, int(rng.integers(1, 3)))
         else:
-            cv2.circle(img, (int(p[0]), int(p[1])), int(rng.integers(3, size // 10)), colour, 1)
+            cv2.circle(img, (int(p[0]), int(p[1])), int(rng.integers(3, max(size // 10, 4))), colour, 1)
     img += rng.normal(0, 6, img.shape).astype(np.float32)
     return img
 

@@ -59,7 +59,8 @@ def cam_to_grabcut_mask(cam: np.ndarray, t0: float, t1: float, t2: float) -> np.
     mask = np.full(cam.shape, cv2.GC_BGD, np.uint8)
     mask[cam >= t0] = cv2.GC_PR_BGD
     mask[cam >= t1] = cv2.GC_PR_FGD
-    mask[cam >= t2] = cv2.GC_FGD
+    if t2 < 1.0:  # t2 = 1 means no definite foreground (PF-PB), even at the normalised CAM's peak of exactly 1
+        mask[cam >= t2] = cv2.GC_FGD
     return mask
 
 

@@ -14,7 +14,8 @@ rCAM_Box (scope ``box``) runs the same on each box's crop and keeps what lies in
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -173,6 +174,11 @@ class RCamRefiner:
     def __call__(self, rec: Record) -> np.ndarray:
         maps = self.class_maps(rec)
         masks = {c: m >= self.p.threshold for c, m in maps.items()}
+        if self.p.scope == "box":  # rCAM_Box claims nothing outside its boxes, whatever the threshold
+            inside = {c: np.zeros(rec.image.shape[:2], bool) for c in masks}
+            for b in rec.boxes:
+                inside[b.cls][b.y0:b.y1, b.x0:b.x1] = True
+            masks = {c: m & inside[c] for c, m in masks.items()}
         return compose_label_map(rec.image.shape[:2], masks, maps, self.p.overlap)
 
 

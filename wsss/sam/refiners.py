@@ -110,7 +110,7 @@ class SamBox:
             painted.append((score, box.cls, mask))
             uncertain |= unsure
         claimed = np.zeros(shape, bool)
-        for score, cls, mask in sorted(painted, key=lambda t: t[0]):  # higher score painted last, wins overlaps
+        for _score, cls, mask in sorted(painted, key=lambda t: t[0]):  # higher score painted last, wins overlaps
             label[mask] = cls
             claimed |= mask
         if self.p.uncertain == "ignore":
