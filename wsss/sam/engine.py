@@ -2,8 +2,10 @@
 
 ``SamEngine.ensure_image(rec)`` encodes ``rec.image`` the first time and keeps the embedding in
 ``rec.cache``; the box-prompt decoder and the automatic mask generator both start from it. The
-automatic generator is the library's own (its point grid, filters and NMS), handed a predictor
-whose ``set_image`` for the full-image crop restores the cached embedding instead of encoding again.
+automatic masks come from ``wsss.sam.fast_auto`` (default: the libraries' point grid decoded from
+the cached embedding, filtered and NMS'd on the low-res logits, only survivors upsampled) or, with
+``auto.engine: library``, from the library's own generator, handed a predictor whose ``set_image``
+for the full-image crop restores the cached embedding instead of encoding again.
 """
 from __future__ import annotations
 
@@ -52,6 +54,13 @@ class AutoMaskParams:
     crop_overlap_ratio: float = 512 / 1500
     crop_n_points_downscale_factor: int = 1
     min_mask_region_area: int = 0
+    # fast: wsss.sam.fast_auto (filters and NMS on the low-res logits, upsamples only survivors);
+    # library: the libraries' own generate(). crop_n_layers > 0 or min_mask_region_area > 0 always use the library.
+    engine: Literal["fast", "library"] = "fast"
+
+    def __post_init__(self) -> None:
+        if self.engine not in ("fast", "library"):
+            raise ValueError(f"auto.engine is '{self.engine}'; choose 'fast' or 'library'")
 
 
 def sam_resource_key(p: SamModelParams) -> str:
@@ -155,6 +164,7 @@ class SamEngine:
         key = tuple(dataclasses.astuple(p))
         if key not in self._generators:
             kwargs = dataclasses.asdict(p) | {"output_mode": "binary_mask"}
+            kwargs.pop("engine")
             if self.family == "sam":
                 from segment_anything import SamAutomaticMaskGenerator
 
@@ -167,9 +177,18 @@ class SamEngine:
 
     @torch.no_grad()
     def auto_masks(self, rec: Record, p: AutoMaskParams) -> list[dict]:
-        """The library's automatic masks (dicts with ``segmentation``, ``area``, ``predicted_iou``, ...)."""
+        """Automatic masks (dicts with ``segmentation``, ``area``, ``bbox``, ``predicted_iou``, ...), best first."""
         key = f"sam_auto:{self.name}:{dataclasses.astuple(p)}"
-        if key not in rec.cache:
+        if key in rec.cache:
+            return rec.cache[key]
+        if p.engine == "fast" and p.crop_n_layers == 0 and p.min_mask_region_area == 0:
+            from wsss.sam.fast_auto import fast_auto_masks
+
+            self.ensure_image(rec)
+            rec.cache[key] = fast_auto_masks(self.predictor, self.family, rec.image.shape[:2], p.points_per_side,
+                                             p.points_per_batch, p.pred_iou_thresh, p.stability_score_thresh,
+                                             p.stability_score_offset, p.box_nms_thresh)
+        else:
             gen = self._generator(p)
             gen.predictor = _CachedEmbeddingPredictor(self, rec)
             try:
