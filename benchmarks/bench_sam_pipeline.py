@@ -2,8 +2,10 @@
 
 Plain (as the published code composes it): ``SamPredictor.set_image`` + ``predict`` once per box,
 then ``SamAutomaticMaskGenerator.generate`` on the same image (which encodes the image again).
-wsss: the ``sam_cam_match`` refiner (one embedding per image, all boxes in one decoder call).
-Same model, same images, same selection rules; the label maps of both paths are checked equal.
+wsss fast: the ``sam_cam_match`` refiner (one embedding per image, all boxes in one decoder call, automatic
+masks from ``wsss.sam.fast_auto``: filters and NMS on the low-res logits, only survivors upsampled).
+wsss library: the same refiner with ``auto.engine=library`` (the library's generator on the cached embedding).
+Same model, same images, same selection rules; label maps are compared with the plain composition's.
 
     python benchmarks/bench_sam_pipeline.py --images 4 --size 256            # tiny random SAM, CPU
     python benchmarks/bench_sam_pipeline.py --variant vit_b --checkpoint sam_vit_b_01ec64.pth --device cuda
@@ -53,7 +55,8 @@ def plain(model: torch.nn.Module, recs: list[Record], p: SamCamMatchParams) -> l
     from segment_anything import SamAutomaticMaskGenerator, SamPredictor
 
     predictor = SamPredictor(model)
-    generator = SamAutomaticMaskGenerator(model, output_mode="binary_mask", **dataclasses.asdict(p.auto))
+    kwargs = {k: v for k, v in dataclasses.asdict(p.auto).items() if k != "engine"}
+    generator = SamAutomaticMaskGenerator(model, output_mode="binary_mask", **kwargs)
     out = []
     for rec in recs:
         predictor.set_image(rec.image)
@@ -111,27 +114,31 @@ def main() -> None:
     # random weights predict low IoUs: no IoU/stability filtering so the matching has masks to work on
     auto = AutoMaskParams(points_per_side=args.points_per_side, pred_iou_thresh=0.0 if args.variant == "tiny" else 0.88,
                           stability_score_thresh=0.0 if args.variant == "tiny" else 0.95)
-    p = SamCamMatchParams(model=mp, auto=auto)
     res = Resources(None, ["background", "object"], ".", device)
     res.get(sam_resource_key(mp), lambda: SamEngine(model, "sam", sam_resource_key(mp)))
-    refiner = SamCamMatch(p, res)
+    refiners = {e: SamCamMatch(SamCamMatchParams(model=mp, auto=dataclasses.replace(auto, engine=e)), res)
+                for e in ("fast", "library")}
+    p = refiners["library"].p
     recs = make_images(args.images, args.size, args.seed)
 
+    times, labels = {}, {}
     with torch.inference_mode():
-        ours(refiner, recs[:1]), plain(model, recs[:1], p)  # warm-up
-        t_plain, a = timed(lambda: plain(model, recs, p), args.repeats)
-        t_ours, b = timed(lambda: ours(refiner, recs), args.repeats)
-    same = all(np.array_equal(x, y) for x, y in zip(a, b))
+        ours(refiners["fast"], recs[:1])  # warm-up (the slow paths are long enough to need none)
+        times["plain"], labels["plain"] = timed(lambda: plain(model, recs, p), args.repeats)
+        for e, r in refiners.items():
+            times[e], labels[e] = timed(lambda r=r: ours(r, recs), args.repeats)
     params = sum(q.numel() for q in model.parameters()) / 1e6
     print(f"model {args.variant} ({params:.1f} M params, input {model.image_encoder.img_size}), device {device}, "
           f"{args.images} images {args.size}x{int(args.size * 4 / 3)}, {args.points_per_side}^2 points, "
           f"{torch.get_num_threads()} threads")
-    print("| pipeline | images/s | s/image |")
-    print("|---|---|---|")
-    print(f"| plain (set_image + generate per image) | {args.images / t_plain:.2f} | {t_plain / args.images:.3f} |")
-    print(f"| wsss sam_cam_match | {args.images / t_ours:.2f} | {t_ours / args.images:.3f} |")
-    print(f"speed-up {t_plain / t_ours:.2f}x; identical label maps: {same}; "
-          f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    names = {"plain": "plain (set_image + predict per box + generate per image)",
+             "fast": "wsss sam_cam_match, auto.engine=fast", "library": "wsss sam_cam_match, auto.engine=library"}
+    print("| pipeline | images/s | s/image | speed-up vs plain | label pixels equal to plain |")
+    print("|---|---|---|---|---|")
+    for k, t in times.items():
+        agree = np.mean([np.mean(x == y) for x, y in zip(labels["plain"], labels[k])])
+        print(f"| {names[k]} | {args.images / t:.3f} | {t / args.images:.3f} | {times['plain'] / t:.2f}x | {agree:.4f} |")
+    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
     if torch.cuda.is_available():
         print(f"peak CUDA memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MB")
 
