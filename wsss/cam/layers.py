@@ -13,14 +13,8 @@ import torch
 from torch import nn
 
 
-def probe_shapes(model: nn.Module, names: list[str], input_size: int) -> dict[str, tuple[int, ...] | None]:
-    """The output shape of each named submodule for one zero image (eval mode, no grad)."""
-    shapes: dict[str, tuple[int, ...] | None] = {}
-    hooks = []
-    for n in names:
-        m = model.get_submodule(n)
-        hooks.append(m.register_forward_hook(
-            lambda _m, _i, o, n=n: shapes.__setitem__(n, tuple(o.shape) if torch.is_tensor(o) else None)))
+def forward_zero_image(model: nn.Module, hooks: list, input_size: int) -> None:
+    """One eval-mode, no-grad forward pass of a zero image; removes ``hooks`` afterwards."""
     was_training = model.training
     model.eval()
     try:
@@ -30,6 +24,17 @@ def probe_shapes(model: nn.Module, names: list[str], input_size: int) -> dict[st
         for h in hooks:
             h.remove()
         model.train(was_training)
+
+
+def probe_shapes(model: nn.Module, names: list[str], input_size: int) -> dict[str, tuple[int, ...] | None]:
+    """The output shape of each named submodule for one zero image (eval mode, no grad)."""
+    shapes: dict[str, tuple[int, ...] | None] = {}
+    hooks = []
+    for n in names:
+        m = model.get_submodule(n)
+        hooks.append(m.register_forward_hook(
+            lambda _m, _i, o, n=n: shapes.__setitem__(n, tuple(o.shape) if torch.is_tensor(o) else None)))
+    forward_zero_image(model, hooks, input_size)
     return shapes
 
 
@@ -126,15 +131,7 @@ def find_guide_layer(model: nn.Module, input_size: int = 64, stride: int = 8, ma
                 shapes[n] = tuple(o.shape)
 
         hooks.append(m.register_forward_hook(hook))
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, 3, input_size, input_size, device=next(model.parameters()).device))
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
+    forward_zero_image(model, hooks, input_size)
     want = {input_size // stride, -(-input_size // stride)}  # 'same' padding rounds up
     hits = [n for n in order if shapes[n][2] in want and shapes[n][3] in want]
     if not hits:

@@ -95,30 +95,11 @@ def normalisation(pretrained: str | None) -> tuple[tuple[float, ...], tuple[floa
 
 
 def find_target_layer(model: nn.Module, input_size: int = 64) -> str:
-    """The last top-level child with a spatial output: where Grad-CAM looks.
+    """Where Grad-CAM looks by default: the last top-level child with a spatial output.
 
     That is ``bn2`` for timm EfficientNets (after ``conv_head``), ``layer4`` for ResNets,
-    ``features`` for torchvision VGG/DenseNet.
+    ``features`` for torchvision VGG/DenseNet, and the last block's first norm for ViTs.
     """
-    outputs: dict[str, torch.Size] = {}
-    hooks = [m.register_forward_hook(lambda _m, _i, o, n=n: outputs.__setitem__(n, getattr(o, "shape", None)))
-             for n, m in model.named_children()]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, 3, input_size, input_size, device=next(model.parameters()).device))
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
-    spatial = [n for n, s in outputs.items() if s is not None and len(s) == 4 and s[-1] > 1]
-    if not spatial or any(s is not None and len(s) == 3 for s in outputs.values()):
-        from wsss.cam.layers import last_transformer_norm  # a ViT: its blocks' tokens, reshaped by the CAM stage
+    from wsss.cam.layers import resolve_target_layer  # lazy: the cam package builds on this one
 
-        tokens = last_transformer_norm(model)
-        if tokens is not None:
-            return tokens
-    if not spatial:
-        raise ValueError(f"{type(model).__name__}: no child module with a 4D output; set cam.gradcam.target_layer")
-    return spatial[-1]
+    return resolve_target_layer(model, None, input_size)[0]
