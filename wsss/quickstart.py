@@ -13,6 +13,7 @@ from pathlib import Path
 
 from wsss.classifier import train_classifier
 from wsss.classifier.train import default_checkpoint
+from wsss.config import load_config
 from wsss.data import build_dataset
 from wsss.evaluation import format_table
 from wsss.runner import REPO_ROOT, add_config_args, gen_pseudo, score_pseudo, setup
@@ -40,7 +41,9 @@ def run(args: argparse.Namespace) -> dict:
     if not default_checkpoint(work_dir).is_file() or cfg.classifier.timm.checkpoint:
         step("classifier", train_classifier, cfg, work_dir)
 
-    baseline_cfg, _ = setup(args, ["masks.name=cam_threshold", "boxes.name=none", "pseudo.out=pseudo_cam_threshold"])
+    # the CAM-alone baseline: same config, another refiner and output folder (config.yaml keeps the main run's)
+    baseline_cfg = load_config(args.config, list(args.overrides) + [
+        "masks.name=cam_threshold", "boxes.name=none", "pseudo.out=pseudo_cam_threshold"])
     base_dir, _ = step("pseudo_cam_threshold", gen_pseudo, baseline_cfg, work_dir, desc="CAM-threshold labels")
     gc_dir, records = step("pseudo_grabcut_cam", gen_pseudo, cfg, work_dir, desc="GrabCut-CAM labels")
     rows = {
