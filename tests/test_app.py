@@ -199,3 +199,25 @@ def test_callbacks_stream_log_and_export(engine: DemoEngine, tmp_path) -> None:
     assert upload.id == "upload" and upload.mask is None
     err = list(cb.generate(upload, dataclasses.replace(p, mask_model="no_such_refiner")))[-1]
     assert err[0].splitlines()[-1].startswith("error: ValueError")
+
+
+def test_imagenet_mode_paints_any_of_1000_classes(tiny_run: tuple) -> None:
+    """The bundled ImageNet classifier on an uploaded image: a target index above 254 still gets a mask."""
+    from wsss.classifier import imagenet_categories
+    from wsss.data.base import Sample
+
+    cfg, work_dir, _ = tiny_run
+    cfg = dataclasses.replace(cfg, classifier=dataclasses.replace(cfg.classifier, name="imagenet_lite0"))
+    eng = DemoEngine(cfg, work_dir, max_side=96)
+    try:
+        assert len(eng.class_names) == 1001 and not eng.has_ground_truth
+        image = np.full((80, 96, 3), 90, np.uint8)
+        image[20:60, 30:70] = (200, 120, 40)
+        target = imagenet_categories().index("tabby") + 1
+        res = eng.run(Sample("upload", eng.check_image(image)), dataclasses.replace(eng.default_params(), target=target))
+        assert res.target == target and res.target_name == "tabby" and res.iou is None
+        assert set(np.unique(res.label_map)) <= {0, 1, 255}
+        np.testing.assert_array_equal(res.mask, res.label_map == 1)
+        assert res.mask.any()
+    finally:
+        eng.close()

@@ -303,6 +303,10 @@ class DemoEngine:
             yield say("[3/5] ROAD of the CAM (from the CAM stage)")
         yield say(f"      ROAD combined: {road:.4f} (higher = the CAM marks what the classifier uses)")
 
+        # a label map holds classes 0..254: ImageNet's 1000 categories are painted as class 1
+        local = target if target < 255 else 1
+        if local != target:
+            rec.classes, rec.cams = [local], {local: rec.cams[target]}
         rec.boxes = self.box_stage(p)(rec)
         yield say(
             f"[4/5] boxes at CAM >= {p.box_threshold:.2f}: "
@@ -313,7 +317,7 @@ class DemoEngine:
         refiner = self.mask_stage(p)
         yield say(f"[5/5] mask: {p.mask_model}")
         rec.label_map = refiner(rec)
-        mask = rec.label_map == target
+        mask = rec.label_map == local
         yield say(f"      done in {time.perf_counter() - t:.2f} s, mask covers {100.0 * mask.mean():.1f}% of the image")
 
         iou = None
@@ -341,7 +345,7 @@ class DemoEngine:
             float(probs[target]),
             None if road is None else float(road),
             iou,
-            stage_views(refiner, rec, target, name),
+            stage_views(refiner, rec, local, name),
             log,
             seconds,
         )
