@@ -129,3 +129,9 @@ def test_grabcut_outside_box_is_background() -> None:
     rec = Record(Sample("x", img), classes=[1], cams={1: np.ones_like(cam)}, boxes=[Box(1, 10, 10, 40, 40)])
     label = GrabCutCam(GrabCutCamParams(t=0.3, scope="box", margin=0.2), None)(rec)
     assert label[:10].max() == 0 and label[:, 40:].max() == 0
+
+
+def test_compose_label_map_rejects_class_indices_beyond_254() -> None:
+    m = np.ones((2, 2), bool)
+    with pytest.raises(ValueError, match="does not fit a label map"):
+        compose_label_map((2, 2), {300: m}, {300: np.ones((2, 2))})

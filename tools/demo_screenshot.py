@@ -6,17 +6,14 @@ Without --work-dir a small classifier is trained first in a temp folder (96 px s
 Needs /usr/bin/chromium (.ci/browser-deps.sh) and the playwright package.
 """
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
 
-from test_app_browser import CHROMIUM, CHROMIUM_ARGS, free_port, wait_for_port  # noqa: E402
+from wsss.app.browser import demo_page  # noqa: E402
 
 
 def main() -> None:
@@ -39,30 +36,14 @@ def main() -> None:
                      "classifier.timm.batch_size=16", "device=cpu"] + overrides
         work_dir = str(root / "work")
         train_classifier(load_config(args.config, overrides), work_dir)
-    port = free_port()
-    cmd = [sys.executable, str(REPO / "tools" / "demo.py"), args.config, "--work-dir", work_dir, "--port", str(port),
-           "--page-size", "12"] + (["--set", *overrides] if overrides else [])
-    proc = subprocess.Popen(cmd, cwd=REPO, env=dict(os.environ, GRADIO_ANALYTICS_ENABLED="False"),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        wait_for_port(proc, port, timeout=180)
-        from playwright.sync_api import sync_playwright
-
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1500, "height": 1100})
-            page.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded")
-            page.locator("#gallery img").first.wait_for(timeout=60_000)
-            page.locator("#gallery img").nth(args.index).click()
-            page.wait_for_function("() => { const t = document.querySelector('#metrics textarea');"
-                                   " return t && t.value.includes('time:') }", timeout=180_000)
-            page.wait_for_timeout(1500)  # let the stage images load
-            page.screenshot(path=args.out, full_page=True)
-            browser.close()
-        print(f"wrote {args.out}")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+    with demo_page(args.config, work_dir, overrides, page_size=12, viewport=(1500, 1100)) as page:
+        page.locator("#gallery img").first.wait_for(timeout=60_000)
+        page.locator("#gallery img").nth(args.index).click()
+        page.wait_for_function("() => { const t = document.querySelector('#metrics textarea');"
+                               " return t && t.value.includes('time:') }", timeout=180_000)
+        page.wait_for_timeout(1500)  # let the stage images load
+        page.screenshot(path=args.out, full_page=True)
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,9 @@ def compose_label_map(shape: tuple[int, int], masks: dict[int, np.ndarray], conf
     if not masks:
         return label
     classes = sorted(masks)
+    if classes[-1] >= IGNORE_INDEX:
+        raise ValueError(f"class index {classes[-1]} does not fit a label map (0..254; 255 = ignore): "
+                         "map the classifier's classes to at most 254 data-set classes")
     claims = np.stack([masks[c] for c in classes])
     conf = np.stack([np.where(masks[c], confidence[c], -np.inf) for c in classes])
     winner = np.asarray(classes, np.uint8)[conf.argmax(0)]
