@@ -30,6 +30,7 @@ setup(
     version="0.1.0",
     description="Weakly-supervised semantic segmentation and auto-annotation: image labels to pixel masks",
     packages=find_packages(include=["wsss", "wsss.*"]),
+    package_data={"wsss.classifier": ["imagenet_wordnet.json"]},
     python_requires=">=3.10",
     install_requires=CORE,
     extras_require={

@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from wsss.distributed import cleanup, init_distributed  # noqa: E402
 from wsss.evaluation import format_table  # noqa: E402
+from wsss.pseudo.manifest import is_labelled  # noqa: E402
 from wsss.runner import add_config_args, gen_pseudo_sharded, score_pseudo, setup  # noqa: E402
 
 
@@ -29,8 +30,12 @@ def main() -> None:
         out_dir, records = gen_pseudo_sharded(cfg, work_dir)
         if not info.is_main:
             return
-        failed = [r for r in records.values() if r.get("status") != "ok"]
+        failed = [r for r in records.values() if not is_labelled(r)]
+        unsure = [r["image"] for r in records.values() if r.get("status") == "low_confidence"]
         print(f"{len(records) - len(failed)} images labelled, {len(failed)} failed -> {out_dir}")
+        if unsure:
+            print(f"  {len(unsure)} labelled with low classifier confidence (status low_confidence in the manifest), "
+                  f"e.g. {', '.join(unsure[:5])}")
         for r in failed[:10]:
             print(f"  {r['image']}: {r['error']}")
         if not args.no_eval:

@@ -16,6 +16,7 @@ from wsss.classifier.train import default_checkpoint
 from wsss.config import load_config
 from wsss.data import build_dataset
 from wsss.evaluation import format_table
+from wsss.pseudo.manifest import is_labelled
 from wsss.runner import REPO_ROOT, add_config_args, gen_pseudo, score_pseudo, setup
 from wsss.train import build_model, predict, train
 from wsss.train.trainer import model_normalisation
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> dict:
     walls["total"] = round(time.perf_counter() - t_start, 1)
     class_names = build_dataset(cfg.data, cfg.data.split).class_names
     table = format_table(rows, class_names, per_class=True)
-    failed = sum(r["status"] != "ok" for r in records.values())
+    failed = sum(not is_labelled(r) for r in records.values())
     print("\n" + table)
     print(f"\nwall time (s): {json.dumps(walls)}")
     print(f"failed images: {failed}; outputs in {work_dir} (overlays: {work_dir / 'overlays'})")

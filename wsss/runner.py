@@ -60,7 +60,7 @@ def gen_pseudo_sharded(cfg: Any, work_dir: Path, desc: str = "pseudo-labels") ->
     and manifest part (so each rank resumes on its own); rank 0 merges the parts after a barrier.
     Alone (no torchrun) it is :func:`gen_pseudo`. Returns the merged records on rank 0, {} elsewhere."""
     from wsss.distributed import barrier, init_distributed, shard
-    from wsss.pseudo.manifest import merge_parts, read_manifest
+    from wsss.pseudo.manifest import is_labelled, merge_parts, read_manifest
     from wsss.pseudo.pipeline import _check_same_config as check_same_config
 
     info = init_distributed(cfg.device)
@@ -72,7 +72,7 @@ def gen_pseudo_sharded(cfg: Any, work_dir: Path, desc: str = "pseudo-labels") ->
         check_same_config(out_dir, cfg, cfg.pseudo.overwrite)
     barrier(info)
     merged = read_manifest(out_dir / "manifest.jsonl")  # finished by an earlier run, whatever its rank count
-    mine = [i for i in shard(dataset.ids, info) if cfg.pseudo.overwrite or merged.get(i, {}).get("status") != "ok"
+    mine = [i for i in shard(dataset.ids, info) if cfg.pseudo.overwrite or not is_labelled(merged.get(i, {}))
             or not (out_dir / "labels" / f"{i}.png").is_file()]
     resources = Resources(cfg, dataset.class_names, work_dir, info.device)
     generate_pseudo_labels(cfg, dataset, resources, out_dir, ids=mine, desc=f"{desc} [rank {info.rank}]",

@@ -5,6 +5,7 @@ Interface: ``source(record) -> list[Box]`` in image pixels.
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -18,8 +19,24 @@ BOX_SOURCES = Registry("boxes")
 @dataclasses.dataclass
 class CamComponentParams:
     threshold: float = 0.5  # CAM >= threshold is inside an object
+    # union: one box around every pixel with CAM >= threshold, per class (paper 000's authors,
+    # Borgli/cam-sam `find_bounding_box`); components: one box per 8-connected component (wsss's variant:
+    # separates several instances, but cuts off ears and legs whose CAM dips below the threshold)
+    mode: Literal["union", "components"] = "union"
     min_area: float = 0.002  # drop components smaller than this fraction of the image
     max_boxes_per_class: int = 10
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("union", "components"):
+            raise ValueError(f"boxes.cam_components.mode is '{self.mode}'; choose 'union' or 'components'")
+
+
+def cam_union_box(cam: np.ndarray, cls: int, threshold: float) -> list[Box]:
+    """One box around every pixel with ``cam >= threshold`` (none when no pixel passes)."""
+    ys, xs = np.nonzero(cam >= threshold)
+    if len(xs) == 0:
+        return []
+    return [Box(cls, int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1, float(cam.max()))]
 
 
 def cam_component_boxes(cam: np.ndarray, cls: int, threshold: float, min_area: float, max_boxes: int) -> list[Box]:
@@ -43,7 +60,10 @@ class CamComponentBoxes:
     def __call__(self, rec: Record) -> list[Box]:
         boxes = []
         for cls, cam in rec.cams.items():
-            boxes += cam_component_boxes(cam, cls, self.p.threshold, self.p.min_area, self.p.max_boxes_per_class)
+            if self.p.mode == "union":
+                boxes += cam_union_box(cam, cls, self.p.threshold)
+            else:
+                boxes += cam_component_boxes(cam, cls, self.p.threshold, self.p.min_area, self.p.max_boxes_per_class)
         return boxes
 
 

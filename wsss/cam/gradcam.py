@@ -59,11 +59,22 @@ class GradCamStage:
     def __call__(self, rec: Record) -> dict[int, np.ndarray]:
         if not rec.classes:
             return {}
-        x = self.classifier.preprocess([rec.image], self.p.input_size).repeat(len(rec.classes), 1, 1, 1)
-        targets = [self.classifier.target(c) for c in rec.classes]
+        x1 = self.classifier.preprocess([rec.image], self.p.input_size)
+        probs = None
+        if set(rec.classes) & set(getattr(self.classifier, "object_classes", ())):
+            with torch.no_grad():  # an object class's targets are this image's top outputs
+                probs = self.classifier.probabilities(self.classifier.model(x1))[0].cpu()
+        owners, targets = [], []
+        for c in rec.classes:
+            ts = self.classifier.cam_targets(c, probs) if hasattr(self.classifier, "cam_targets") else [self.classifier.target(c)]
+            owners += [c] * len(ts)
+            targets += ts
+        x = x1.repeat(len(targets), 1, 1, 1)
         maps = run_cam(self.cam, x, targets, self.p.aug_smooth, self.p.eigen_smooth)
+        maps = np.stack([fuse_max([m for o, m in zip(owners, maps) if o == c]) for c in rec.classes])
         if self.p.road:
-            scores = road_scores(self.classifier.model, x, maps, [probability_target(self.classifier, c) for c in rec.classes],
+            xc = x1.repeat(len(rec.classes), 1, 1, 1)
+            scores = road_scores(self.classifier.model, xc, maps, [probability_target(self.classifier, c) for c in rec.classes],
                                  self.p.road_percentiles)
             road = {str(c): round(float(s), 5) for c, s in zip(rec.classes, scores)}
             rec.cache["road"] = road
@@ -74,3 +85,10 @@ class GradCamStage:
             m = cv2.resize(m.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
             out[c] = np.clip(m / max(float(m.max()), 1e-8), 0.0, 1.0)
         return out
+
+
+def fuse_max(maps: list[np.ndarray]) -> np.ndarray:
+    """One map from several CAMs of a class: each scaled to a peak of 1, then the pixel-wise max."""
+    if len(maps) == 1:
+        return maps[0]
+    return np.max([m / max(float(m.max()), 1e-8) for m in maps], axis=0)

@@ -7,9 +7,8 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -38,9 +37,17 @@ class TimmClassifierParams:
 
 @dataclasses.dataclass
 class ImagenetLite0Params:
-    # data-set class name -> ImageNet category names (torchvision's names) that stand for it
+    # data-set class name -> ImageNet category names (torchvision's names) that stand for it; classes
+    # not listed map by name, synonyms and the WordNet hierarchy ("cat" -> every cat category)
     class_map: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     input_size: int = 224
+    # a class of this name stands for any object: the image's `object_top_k` most probable ImageNet
+    # categories, whatever they are (for objects ImageNet has no name for: a polyp, a part, a product)
+    object_class: str = "object"
+    object_top_k: int = 3
+    # a class word that matches no ImageNet category: `error` (with suggestions) or `object` (it is
+    # localised like the object class, e.g. COCO's giraffe, fork and toothbrush)
+    unmapped: Literal["error", "object"] = "error"
 
 
 @CLASSIFIERS.register("timm", params=TimmClassifierParams)
@@ -69,22 +76,34 @@ def imagenet_categories() -> list[str]:
 
 @CLASSIFIERS.register("imagenet_lite0", params=ImagenetLite0Params)
 def _imagenet_lite0(p: ImagenetLite0Params, class_names: list[str], work_dir: str | Path, device: torch.device) -> Classifier:
-    categories = imagenet_categories()
-    index = {n: i for i, n in enumerate(categories)}
-    groups = {}
-    for c, name in enumerate(class_names[1:], start=1):
-        wanted = p.class_map.get(name, [name])
-        unknown = [w for w in wanted if w not in index]
-        if unknown:
-            close = difflib.get_close_matches(unknown[0], categories, n=3)
-            raise ValueError(f"classifier.imagenet_lite0.class_map['{name}']: '{unknown[0]}' is not an ImageNet "
-                             f"category (close: {close}); map each class to ImageNet names")
-        groups[c] = [index[w] for w in wanted]
+    groups = imagenet_class_groups(class_names, p.class_map, p.object_class, p.unmapped)
+    objects = tuple(c for c, idx in groups.items() if len(idx) == 1000)
     model = create_backbone("tf_efficientnet_lite0", 1000, None)
     from wsss.classifier.backbones import load_lite0_imagenet
 
     load_lite0_imagenet(model, skip_head=False)
-    return Classifier(model, p.input_size, *LITE0_MEAN_STD, groups, "bn2", multilabel=False, device=device)
+    return Classifier(model, p.input_size, *LITE0_MEAN_STD, groups, "bn2", multilabel=False, device=device,
+                      object_classes=objects, object_top_k=p.object_top_k)
+
+
+def imagenet_class_groups(class_names: list[str], class_map: dict[str, list[str]], object_class: str = "object",
+                          unmapped: str = "error") -> dict[int, list[int]]:
+    """Data-set class index -> the ImageNet outputs standing for it (all 1000 for an object class)."""
+    from wsss.classifier.imagenet_names import map_class_words
+
+    everything = list(range(1000))
+    groups: dict[int, list[int]] = {}
+    for c, name in enumerate(class_names[1:], start=1):
+        if name == object_class and name not in class_map:
+            groups[c] = everything
+            continue
+        try:
+            groups[c] = map_class_words([name], overrides=class_map)[name]
+        except ValueError as e:
+            if unmapped != "object" or name in class_map:
+                raise ValueError(f"classifier.imagenet_lite0: {e}") from None
+            groups[c] = everything
+    return groups
 
 
 def build_classifier(cfg: Any, class_names: list[str], work_dir: str | Path, device: torch.device) -> Classifier:

@@ -14,11 +14,16 @@ class Classifier:
 
     ``class_groups[c]`` lists the network outputs that stand for data-set class ``c`` (a trained
     multi-label head has one output per class; an ImageNet model maps a class to several
-    ImageNet categories). The class score is the largest of its outputs.
+    ImageNet categories). A class's probability is the sum of its outputs' softmax probabilities
+    (P(cat) = P(tabby) + P(Persian) + ...), or the largest sigmoid for a multi-label head.
+
+    ``object_classes`` stand for *any* object: their evidence is the image's ``object_top_k`` most
+    probable outputs, whatever they are (for objects with no name among the outputs: a polyp, a part).
     """
 
     def __init__(self, model: nn.Module, input_size: int, mean: tuple[float, ...], std: tuple[float, ...],
-                 class_groups: dict[int, list[int]], target_layer: str, multilabel: bool, device: torch.device) -> None:
+                 class_groups: dict[int, list[int]], target_layer: str, multilabel: bool, device: torch.device,
+                 object_classes: tuple[int, ...] = (), object_top_k: int = 3) -> None:
         self.model = model.to(device).eval()
         self.input_size = input_size
         self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1)
@@ -27,6 +32,8 @@ class Classifier:
         self.target_layer = target_layer
         self.multilabel = multilabel
         self.device = device
+        self.object_classes = tuple(object_classes)
+        self.object_top_k = object_top_k
 
     def preprocess(self, images: list[np.ndarray], size: int | None = None) -> torch.Tensor:
         """RGB uint8 images -> normalised NCHW tensor at ``size`` (default: the training size)."""
@@ -40,16 +47,45 @@ class Classifier:
         return torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, dim=1)
 
     @torch.no_grad()
+    def output_probabilities(self, images: list[np.ndarray]) -> torch.Tensor:
+        """``(N, outputs)`` probabilities of the network's own outputs."""
+        return self.probabilities(self.model(self.preprocess(images))).cpu()
+
+    def class_probability(self, probs: torch.Tensor | np.ndarray, cls: int) -> float:
+        """Data-set class ``cls``'s probability from one image's output probabilities."""
+        probs = torch.as_tensor(probs)
+        if cls in self.object_classes:  # the mass of the top-k outputs, whatever they are
+            return float(probs.topk(min(self.object_top_k, probs.numel())).values.sum())
+        idx = self.class_groups[cls]
+        return float(probs[idx].max() if self.multilabel else probs[idx].sum().clamp(max=1.0))
+
+    @torch.no_grad()
     def predict(self, images: list[np.ndarray]) -> list[dict[int, float]]:
         """Per image, each data-set class's probability."""
-        probs = self.probabilities(self.model(self.preprocess(images))).cpu()
-        return [{c: float(p[idx].max()) for c, idx in self.class_groups.items()} for p in probs]
+        probs = self.output_probabilities(images)
+        return [{c: self.class_probability(p, c) for c in self.class_groups} for p in probs]
 
     def target(self, cls: int) -> Callable[[torch.Tensor], torch.Tensor]:
         """The scalar Grad-CAM back-propagates for class ``cls`` (its largest logit)."""
-        idx = self.class_groups[cls]
+        return output_target(self.class_groups[cls])
 
-        def score(output: torch.Tensor) -> torch.Tensor:
-            return output[..., idx].max(dim=-1).values
+    def cam_targets(self, cls: int, probs: torch.Tensor | None = None) -> list[Callable[[torch.Tensor], torch.Tensor]]:
+        """What Grad-CAM back-propagates for ``cls``; several targets are fused by the CAM stage (max).
 
-        return score
+        An object class gets one target per top-k output of this image (``probs``: its output
+        probabilities): the objects of a scene are often of several categories, and each CAM marks
+        its own.
+        """
+        if cls in self.object_classes and probs is not None:
+            top = torch.as_tensor(probs).topk(min(self.object_top_k, len(probs))).indices.tolist()
+            return [output_target([i]) for i in top]
+        return [self.target(cls)]
+
+
+def output_target(idx: list[int]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The largest logit among outputs ``idx``: a scalar target for Grad-CAM."""
+
+    def score(output: torch.Tensor) -> torch.Tensor:
+        return output[..., idx].max(dim=-1).values
+
+    return score

@@ -22,7 +22,8 @@ def _synthetic(params: SyntheticParams, split: str) -> FolderDataset:
 
 @DATASETS.register("folder", params=FolderParams)
 def _folder(params: FolderParams, split: str) -> FolderDataset:
-    return FolderDataset(params.root, split, params.class_names, params.images, params.masks, params.labels_file)
+    return FolderDataset(params.root, split, params.class_names, params.images, params.masks, params.labels_file,
+                         params.merge_classes)
 
 
 @DATASETS.register("voc", params=VocParams)

@@ -31,17 +31,32 @@ class FolderParams:
     images: str = "images"
     masks: str = "masks"
     labels_file: str = "labels.json"
+    # object vs background: every foreground class of the masks and labels becomes class 1 ("object"),
+    # e.g. to score a class-agnostic photo run against a multi-class ground truth
+    merge_classes: bool = False
+
+
+def _has_images(folder: Path) -> bool:
+    return folder.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir())
 
 
 class FolderDataset:
     def __init__(self, root: str | Path, split: str, class_names: list[str] | None = None,
-                 images: str = "images", masks: str = "masks", labels_file: str = "labels.json") -> None:
+                 images: str = "images", masks: str = "masks", labels_file: str = "labels.json",
+                 merge_classes: bool = False) -> None:
         self.root = Path(root)
+        self.merge_classes = merge_classes
         self.image_dir = self.root / images
         self.mask_dir = self.root / masks
+        if not self.image_dir.is_dir() and _has_images(self.root):
+            self.image_dir = self.root  # a plain folder of photos: the images are the folder itself
         if not self.image_dir.is_dir():
-            raise FileNotFoundError(f"data folder {self.root}: missing '{images}/' with the images (see data/README.md)")
+            raise FileNotFoundError(f"data folder {self.root}: missing '{images}/' with the images, and no images "
+                                    f"directly in it ({', '.join(IMAGE_SUFFIXES)})")
         self.class_names = class_names or self._read_classes()
+        self._label_names = self._read_classes() if merge_classes and (self.root / "classes.txt").is_file() else self.class_names
+        if merge_classes:
+            self.class_names = [self.class_names[0], class_names[1] if class_names and len(class_names) > 1 else "object"]
         self._paths = {p.stem: p for p in sorted(self.image_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
         if not self._paths:
             raise FileNotFoundError(f"{self.image_dir}: no images ({', '.join(IMAGE_SUFFIXES)})")
@@ -86,13 +101,14 @@ class FolderDataset:
             raw = json.loads(path.read_text())
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}: not valid JSON: {e}") from None
-        index = {n: i for i, n in enumerate(self.class_names)}
+        index = {n: i for i, n in enumerate(self._label_names)}
+        merge = self.merge_classes
         out = {}
         for image_id, names in raw.items():
             unknown = [n for n in names if n not in index]
             if unknown:
-                raise ValueError(f"{path}: image '{image_id}' has unknown class {unknown[0]!r}; known: {self.class_names[1:]}")
-            out[image_id] = sorted({index[n] for n in names if index[n] > 0})
+                raise ValueError(f"{path}: image '{image_id}' has unknown class {unknown[0]!r}; known: {self._label_names[1:]}")
+            out[image_id] = sorted({1 if merge else index[n] for n in names if index[n] > 0})
         return out
 
     def image_path(self, image_id: str) -> str:
@@ -105,23 +121,29 @@ class FolderDataset:
     def labels(self, image_id: str) -> list[int] | None:
         if self._labels is not None and image_id in self._labels:
             return self._labels[image_id]
+        mask = self.gt(image_id)
+        return labels_from_mask(mask, len(self.class_names)) if mask is not None else None
+
+    def gt(self, image_id: str, image_shape: tuple[int, ...] | None = None) -> np.ndarray | None:
+        """The checked class-index mask (foreground merged to 1 with ``merge_classes``), or None."""
         mask_path = self.mask_path(image_id)
-        if mask_path is not None:
-            return labels_from_mask(read_label_png(mask_path), len(self.class_names))
-        return None
+        if mask_path is None:
+            return None
+        mask = read_label_png(mask_path)
+        if image_shape is not None and mask.shape != image_shape[:2]:
+            raise ValueError(f"{mask_path}: mask size {mask.shape[::-1]} differs from image size "
+                             f"{image_shape[1::-1]} of {self._paths[image_id]}")
+        names = self._label_names
+        bad = np.setdiff1d(np.unique(mask), np.r_[np.arange(len(names)), 255])
+        if bad.size:
+            raise ValueError(f"{mask_path}: values {bad.tolist()} are not class indices (0..{len(names) - 1}) or 255")
+        if self.merge_classes:
+            mask = np.where((mask > 0) & (mask != 255), 1, mask).astype(np.uint8)
+        return mask
 
     def load(self, image_id: str) -> Sample:
         image = read_image(self._paths[image_id])
-        mask = None
-        mask_path = self.mask_path(image_id)
-        if mask_path is not None:
-            mask = read_label_png(mask_path)
-            if mask.shape != image.shape[:2]:
-                raise ValueError(f"{mask_path}: mask size {mask.shape[::-1]} differs from image size "
-                                 f"{image.shape[1::-1]} of {self._paths[image_id]}")
-            bad = np.setdiff1d(np.unique(mask), np.r_[np.arange(len(self.class_names)), 255])
-            if bad.size:
-                raise ValueError(f"{mask_path}: values {bad.tolist()} are not class indices (0..{len(self.class_names) - 1}) or 255")
+        mask = self.gt(image_id, image.shape)
         labels = self.labels(image_id)
         if labels is None and mask is not None:
             labels = labels_from_mask(mask, len(self.class_names))

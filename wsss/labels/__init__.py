@@ -30,10 +30,13 @@ class ClassifierLabelParams:
     threshold: float = 0.5
     at_least_one: bool = True  # keep the top class when none passes the threshold
     top_k: int = 0  # 0 = no limit
+    # an image whose best class probability is below this is labelled but flagged `low_confidence`
+    # in the manifest (and counted in the summary): check those first. 0 = never flag
+    min_confidence: float = 0.0
 
 
 class ClassifierLabels:
-    """Classes whose classifier probability passes a threshold."""
+    """Classes whose classifier probability passes a threshold (at most ``top_k``, most probable first)."""
 
     def __init__(self, params: ClassifierLabelParams, resources: Resources) -> None:
         self.p = params
@@ -47,6 +50,9 @@ class ClassifierLabels:
             keep = ranked[:1]
         if self.p.top_k:
             keep = keep[: self.p.top_k]
+        best = probs[ranked[0]] if ranked else 0.0
+        if best < self.p.min_confidence:
+            rec.extras["low_confidence"] = {"best": round(float(best), 4), "min_confidence": self.p.min_confidence}
         return sorted(keep), probs
 
 

@@ -28,7 +28,7 @@ class GrabCutCamParams:
     delta: float = 0.01
     thresholds: list[float] | None = None  # [t0, t1, t2] when variant is 'custom'
     scope: Literal["box", "image"] = "box"
-    iterations: int = 5
+    iterations: int = 1  # paper 001 runs one GrabCut iteration
     margin: float = 0.15  # context around a box, as a fraction of its size, for the colour models
     overlap: Literal["score", "ignore"] = "score"
 

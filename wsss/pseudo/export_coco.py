@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from wsss.pseudo.manifest import read_manifest
+from wsss.pseudo.manifest import is_labelled, read_manifest
 from wsss.utils.io import read_label_png, write_json_atomic
 
 
@@ -49,7 +49,7 @@ def export_coco(pseudo_dir: str | Path, class_names: list[str], out_path: str | 
     images, annotations, skipped = [], [], []
     for image_id, rec in tqdm(records.items(), desc="export coco", unit="img", leave=False):
         label_path = pseudo_dir / rec.get("label", f"labels/{image_id}.png")
-        if rec.get("status") != "ok" or not label_path.is_file():
+        if not is_labelled(rec) or not label_path.is_file():
             skipped.append(image_id)
             continue
         label = read_label_png(label_path)

@@ -11,6 +11,14 @@ from pathlib import Path
 
 from wsss.utils.io import json_line, write_text_atomic
 
+# statuses of an image that has its label PNG; `low_confidence` = labelled, but the classifier was unsure
+LABELLED = ("ok", "low_confidence")
+
+
+def is_labelled(record: dict) -> bool:
+    """True when the manifest record says the image's pseudo-label was written."""
+    return record.get("status") in LABELLED
+
 
 def read_manifest(path: str | Path) -> dict[str, dict]:
     """Newest record per image id; unparsable lines (a crash mid-write) are skipped."""

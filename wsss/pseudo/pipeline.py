@@ -21,7 +21,7 @@ from wsss.config import to_dict
 from wsss.data import SegDataset
 from wsss.labels import LABEL_SOURCES
 from wsss.masks import REFINERS
-from wsss.pseudo.manifest import ManifestWriter, compact, read_manifest
+from wsss.pseudo.manifest import ManifestWriter, compact, is_labelled, read_manifest
 from wsss.record import Record, Resources
 from wsss.utils.io import write_image, write_label_png, write_text_atomic
 from wsss.utils.runtime import seed_everything, timed
@@ -94,7 +94,7 @@ def generate_pseudo_labels(cfg: Any, dataset: SegDataset, resources: Resources, 
     manifest_path = out_dir / manifest_name
     ids = list(dataset.ids if ids is None else ids)
     done = read_manifest(manifest_path)
-    todo = [i for i in ids if cfg.pseudo.overwrite or not (done.get(i, {}).get("status") == "ok"
+    todo = [i for i in ids if cfg.pseudo.overwrite or not (is_labelled(done.get(i, {}))
                                                             and (out_dir / "labels" / f"{i}.png").is_file())]
     labeler = PseudoLabeler(cfg, resources)
     overlay_ids = set(ids[: cfg.pseudo.overlays])
@@ -110,7 +110,8 @@ def generate_pseudo_labels(cfg: Any, dataset: SegDataset, resources: Resources, 
                 write_label_png(out_dir / "labels" / f"{image_id}.png", rec.label_map)
                 if image_id in overlay_ids:
                     write_overlay(out_dir / "overlays" / f"{image_id}.jpg", rec, dataset.class_names)
-                record |= {"status": "ok", "label": f"labels/{image_id}.png", "classes": rec.classes,
+                status = "low_confidence" if "low_confidence" in rec.extras else "ok"
+                record |= {"status": status, "label": f"labels/{image_id}.png", "classes": rec.classes,
                            "scores": {str(c): round(s, 4) for c, s in rec.scores.items()},
                            "boxes": [[b.cls, *b.as_list(), round(b.score, 4)] for b in rec.boxes],
                            "timings": rec.timings, "error": None}

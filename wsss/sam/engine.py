@@ -143,21 +143,29 @@ class SamEngine:
 
     # -- box prompts: all boxes of an image in one decoder call ------------------------------
     @torch.no_grad()
-    def box_masks(self, rec: Record, boxes: np.ndarray, multimask: bool) -> tuple[np.ndarray, np.ndarray]:
-        """Masks (N, M, H, W) bool and predicted IoUs (N, M) for N xyxy boxes; M = 3 if multimask else 1."""
+    def box_masks(self, rec: Record, boxes: np.ndarray, multimask: bool,
+                  logits: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Masks (N, M, H, W) bool and predicted IoUs (N, M) for N xyxy boxes; M = 3 if multimask else 1.
+
+        ``logits=True``: the decoder's float32 logits at image resolution instead (mask = logits > 0, the
+        libraries' mask threshold), e.g. for stability scores.
+        """
         h, w = rec.image.shape[:2]
         m = 3 if multimask else 1
         if len(boxes) == 0:
-            return np.zeros((0, m, h, w), bool), np.zeros((0, m), np.float32)
+            return np.zeros((0, m, h, w), np.float32 if logits else bool), np.zeros((0, m), np.float32)
         self.ensure_image(rec)
         boxes_t = torch.as_tensor(np.asarray(boxes, np.float32), device=self.predictor.device)
         if self.family == "sam":
             boxes_t = self.predictor.transform.apply_boxes_torch(boxes_t, self.predictor.original_size)
-            masks, ious, _ = self.predictor.predict_torch(None, None, boxes=boxes_t, multimask_output=multimask)
+            masks, ious, _ = self.predictor.predict_torch(None, None, boxes=boxes_t, multimask_output=multimask,
+                                                          return_logits=logits)
         else:
             _, _, _, unnorm_box = self.predictor._prep_prompts(None, None, boxes_t, None, normalize_coords=True)
-            masks, ious, _ = self.predictor._predict(None, None, boxes=unnorm_box, multimask_output=multimask)
-        return masks.cpu().numpy().astype(bool), ious.float().cpu().numpy()
+            masks, ious, _ = self.predictor._predict(None, None, boxes=unnorm_box, multimask_output=multimask,
+                                                     return_logits=logits)
+        masks = masks.float().cpu().numpy() if logits else masks.cpu().numpy().astype(bool)
+        return masks, ious.float().cpu().numpy()
 
     # -- automatic masks from the same embedding ---------------------------------------------
     def _generator(self, p: AutoMaskParams) -> Any:

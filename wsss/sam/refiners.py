@@ -12,7 +12,7 @@ import numpy as np
 
 from wsss.record import Record, Resources
 from wsss.sam.engine import AutoMaskParams, SamModelParams, get_engine
-from wsss.sam.selection import group_in_box, match_box_mask, prune_auto_masks
+from wsss.sam.selection import candidate_quality, group_in_box, match_box_mask, prune_auto_masks
 from wsss.utils.io import IGNORE_INDEX
 
 
@@ -21,10 +21,42 @@ class SamCamMatchParams:
     model: SamModelParams = dataclasses.field(default_factory=SamModelParams)
     auto: AutoMaskParams = dataclasses.field(default_factory=AutoMaskParams)
     min_iou: float = 0.1  # the best automatic mask replaces the box mask only above this IoU
-    max_area: float = 0.8  # prune automatic masks covering more of the image than this
-    border_sides: int = 3  # prune automatic masks touching this many image edges (0 = off)
-    black_level: float = 20.0  # prune automatic masks whose mean intensity is below this (0 = off)
+    # a box mask under this many pixels is "small": cam-sam's demo then takes any overlapping automatic
+    # mask (IoU > 0, "replace"); "keep" never replaces it; 0 = off
+    min_box_mask_px: int = 100
+    small_box_mask: Literal["replace", "keep"] = "replace"
+    # pruning of the automatic masks, cam-sam's rules: keep min_area < area / image < max_area ...
+    min_area: float = 0.01  # 0 = off
+    max_area: float = 0.7  # >= 1 = off
+    # ... and drop masks with >= max_dark_fraction dark pixels (every channel < dark_level; 0 = off)
+    dark_level: float = 30.0
+    max_dark_fraction: float = 0.5
+    # wsss's older rules, off by default: frames touching this many image edges; mean intensity below this
+    border_sides: int = 0
+    black_level: float = 0.0
     overlap: Literal["score", "ignore"] = "score"
+
+    def __post_init__(self) -> None:
+        if self.small_box_mask not in ("replace", "keep"):
+            raise ValueError(f"small_box_mask is '{self.small_box_mask}'; choose 'replace' or 'keep'")
+
+    def prune(self, auto: np.ndarray, image: np.ndarray) -> np.ndarray:
+        """Indices of the automatic masks these parameters keep (``prune_auto_masks``)."""
+        return prune_auto_masks(auto, image, self.max_area, self.border_sides, self.black_level,
+                                min_area=self.min_area, dark_level=self.dark_level,
+                                max_dark_fraction=self.max_dark_fraction)
+
+
+MASK_THRESHOLD = 0.0  # SAM's and SAM 2's mask threshold on the decoder logits
+
+
+def stability_scores(logits: np.ndarray, offset: float = 1.0, threshold: float = MASK_THRESHOLD) -> np.ndarray:
+    """The libraries' stability score of each mask in logits (..., H, W): IoU of the masks thresholded at
+    ``threshold + offset`` and ``threshold - offset`` (0 for a mask empty at both)."""
+    flat = logits.reshape(*logits.shape[:-2], -1)
+    inter = (flat > threshold + offset).sum(-1)
+    union = (flat > threshold - offset).sum(-1)
+    return inter / np.maximum(union, 1)
 
 
 def _boxes_array(rec: Record) -> np.ndarray:
@@ -51,11 +83,13 @@ class SamCamMatch:
             return masks
         box_masks, _ = self.engine.box_masks(rec, _boxes_array(rec), multimask=False)
         auto = _auto_stack(self.engine.auto_masks(rec, self.p.auto), shape)
-        auto = auto[prune_auto_masks(auto, rec.image, self.p.max_area, self.p.border_sides, self.p.black_level)]
+        kept = self.p.prune(auto, rec.image)
         matches = []
         for box, bm in zip(rec.boxes, box_masks[:, 0]):
-            mask, iou, index = match_box_mask(bm, auto, self.p.min_iou)
-            matches.append({"cls": box.cls, "iou": round(iou, 4), "auto_index": index})
+            mask, iou, index = match_box_mask(bm, auto[kept], self.p.min_iou, self.p.min_box_mask_px,
+                                              self.p.small_box_mask)
+            index = int(kept[index]) if index >= 0 else -1  # into the engine's automatic masks, before pruning
+            matches.append({"cls": box.cls, "iou": round(iou, 4), "auto_index": index, "box_px": int(bm.sum())})
             masks[box.cls] = masks.get(box.cls, np.zeros(shape, bool)) | mask
         rec.cache["sam_cam_match"] = matches
         return masks
@@ -78,6 +112,14 @@ class SamBoxParams:
     inside_frac: float = 0.8  # a candidate must lie this much inside the box
     add_ratio: float = 0.2  # a disjoint candidate filling this much of the box joins the object
     min_ratio: float = 0.05  # candidates filling less of the box are ignored
+    # ranking: score = ratio * quality * (1 - box_penalty * box_shaped), see selection.group_in_box;
+    # quality = predicted_iou ** iou_weight * stability ** stability_weight (0 = ignore that term)
+    iou_weight: float = 1.0
+    stability_weight: float = 1.0
+    # box_shaped: |m| / |bbox(m)| >= box_rect and IoU(bbox(m), box) >= box_iou (the mask fills the box)
+    box_rect: float = 0.9
+    box_iou: float = 0.9
+    box_penalty: float = 0.75  # 0 = off; with iou_weight = stability_weight = 0 it is paper 003's ratio alone
     min_score: float = 0.0  # boxes whose best mask scores below this (box score x predicted IoU) become 255
     uncertain: Literal["ignore", "background"] = "ignore"  # pixels only rejected candidates claim
 
@@ -89,20 +131,28 @@ class SamBox:
         self.p = params
         self.engine = get_engine(params.model, resources, "masks.sam_box.model.checkpoint")
 
+    def _quality(self, pred_iou: np.ndarray, stability: np.ndarray) -> np.ndarray:
+        return candidate_quality(pred_iou, stability, self.p.iou_weight, self.p.stability_weight)
+
     def __call__(self, rec: Record) -> np.ndarray:
         shape = rec.image.shape[:2]
         label = np.zeros(shape, np.uint8)
         if not rec.boxes:
             return label
-        multi, ious = self.engine.box_masks(rec, _boxes_array(rec), multimask=True)
-        auto = np.zeros((0, *shape), bool)
-        if self.p.use_auto_masks:
-            auto = _auto_stack(self.engine.auto_masks(rec, self.p.auto), shape)
+        logits, ious = self.engine.box_masks(rec, _boxes_array(rec), multimask=True, logits=True)
+        multi = logits > MASK_THRESHOLD
+        multi_stab = stability_scores(logits, self.p.auto.stability_score_offset)
+        records = self.engine.auto_masks(rec, self.p.auto) if self.p.use_auto_masks else []
+        auto = _auto_stack(records, shape)
+        auto_q = self._quality(np.array([r["predicted_iou"] for r in records]),
+                               np.array([r["stability_score"] for r in records]))
         uncertain = np.zeros(shape, bool)
         painted = []
-        for box, cand, iou in zip(rec.boxes, multi, ious):
+        for box, cand, iou, stab in zip(rec.boxes, multi, ious, multi_stab):
+            quality = np.concatenate([self._quality(iou, stab), auto_q])
             mask, unsure, _ = group_in_box(np.concatenate([cand, auto]), box, self.p.inside_frac, self.p.add_ratio,
-                                           self.p.min_ratio)
+                                           self.p.min_ratio, quality=quality, box_rect=self.p.box_rect,
+                                           box_iou=self.p.box_iou, box_penalty=self.p.box_penalty)
             score = float(box.score) * float(iou.max())
             if score < self.p.min_score:
                 uncertain |= mask | unsure
