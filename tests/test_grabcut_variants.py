@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from wsss.cam.sweep import BinaryClassMeter, gt_boxes
+from wsss.cam.sweep import BINARY_ACC_TITLE, BinaryClassMeter, SweepResult, format_best_table, gt_boxes
 from wsss.data.base import Sample
 from wsss.masks import REFINERS
 from wsss.masks.cam_threshold import CamThreshold, CamThresholdParams
@@ -24,19 +24,32 @@ def _scene() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return image, gt, cam / cam.max()
 
 
-@pytest.mark.parametrize("variant,t,codes", [("PF-PB", 0.3, {cv2.GC_PR_BGD, cv2.GC_PR_FGD}),
-                                             ("F-PF", 0.6, {cv2.GC_PR_BGD, cv2.GC_PR_FGD, cv2.GC_FGD}),
-                                             ("F-PB", 0.5, {cv2.GC_PR_BGD, cv2.GC_FGD, cv2.GC_PR_FGD})])
-def test_variant_masks_use_their_codes(variant: str, t: float, codes: set) -> None:
-    _, _, cam = _scene()
-    t0, t1, t2 = variant_thresholds(variant, t)
-    assert t0 <= t1 < t2
-    mask = cam_to_grabcut_mask(cam, t0, t1, t2)
-    assert set(np.unique(mask)) <= codes | {cv2.GC_BGD}
-    if t2 < 1.0:
-        assert (mask[cam >= t2] == cv2.GC_FGD).all()
-    else:  # PF-PB: only probable labels, even at the CAM's peak
-        assert not (mask == cv2.GC_FGD).any()
+BG, PR_BG, PR_FG, FG = cv2.GC_BGD, cv2.GC_PR_BGD, cv2.GC_PR_FGD, cv2.GC_FGD
+
+
+# Paper 001, sec. 4.3 and 5.1, written out per variant as (upper end of the band, code) with
+# delta = 0.01: [0, t0) definite bg, [t0, t1) probable bg, [t1, t2) probable fg, [t2, 1] definite fg.
+@pytest.mark.parametrize("variant,t,custom,thresholds,bands", [
+    ("PF-PB", 0.3, None, (0.0, 0.3, 1.0), [(0.3, PR_BG), (np.inf, PR_FG)]),  # probable labels only, even at p = 1
+    ("F-PF", 0.6, None, (0.0, 0.01, 0.6), [(0.01, PR_BG), (0.6, PR_FG), (np.inf, FG)]),
+    ("F-PB", 0.5, None, (0.0, 0.5, 0.51), [(0.5, PR_BG), (0.51, PR_FG), (np.inf, FG)]),
+    ("custom", 0.0, [0.2, 0.4, 0.7], (0.2, 0.4, 0.7), [(0.2, BG), (0.4, PR_BG), (0.7, PR_FG), (np.inf, FG)])])
+def test_variant_masks_use_their_codes(variant: str, t: float, custom: list | None, thresholds: tuple,
+                                       bands: list) -> None:
+    assert variant_thresholds(variant, t, 0.01, custom) == pytest.approx(thresholds)
+    # a CAM ramp over [0, 1] that also hits every threshold exactly (a band includes its lower end)
+    ramp = np.unique(np.concatenate([np.linspace(0.0, 1.0, 2001), thresholds, [0.005, 0.505, 0.9999]]))
+    ramp = ramp[(ramp >= 0) & (ramp <= 1)]
+    mask = cam_to_grabcut_mask(ramp[None], *variant_thresholds(variant, t, 0.01, custom))[0]
+    lower = 0.0
+    for upper, code in bands:
+        band = (ramp >= lower) & (ramp < upper)
+        assert band.any(), f"{variant}: empty band [{lower}, {upper})"
+        assert (mask[band] == code).all(), f"{variant}: p in [{lower}, {upper}) should be code {code}, got {np.unique(mask[band])}"
+        lower = upper
+    assert set(np.unique(mask)) == {code for _, code in bands}
+    if variant == "PF-PB":
+        assert mask[ramp == 1.0][0] == PR_FG and not (mask == FG).any()
 
 
 @pytest.mark.parametrize("variant", ["PF-PB", "F-PF", "F-PB"])
@@ -75,12 +88,22 @@ def test_binary_class_meter_hand_computed() -> None:
     pred = np.array([[1, 1, 0, 0]], bool)
     gt = np.array([[1, 0, 1, 0]], bool)
     m.update(1, pred, gt)  # TP 1, FP 1, TN 1, FN 1
-    m.update(2, gt, gt)  # perfect: TP 2, TN 2
+    m.update(2, np.zeros((1, 4), bool), np.array([[1, 0, 0, 0]], bool))  # TP 0, FP 0, TN 3, FN 1
     r = m.metrics()
-    assert r["IoU"][1] == pytest.approx(1 / 3) and r["IoU"][2] == 1.0 and r["IoU"][0] is None
-    assert r["mIoU"] == pytest.approx((1 / 3 + 1) / 2)
-    assert r["mAcc"] == pytest.approx((0.5 + 1.0) / 2)
-    assert r["fwIoU"] == pytest.approx((2 * 1 / 3 + 2 * 1.0) / 4)
+    assert r["IoU"][1] == pytest.approx(1 / 3) and r["IoU"][2] == 0.0 and r["IoU"][0] is None
+    assert r["mIoU"] == pytest.approx((1 / 3 + 0) / 2)
+    assert r["fwIoU"] == pytest.approx((2 * 1 / 3 + 1 * 0) / 3)
+    assert r["mAcc"] == pytest.approx((1 / 2 + 0 / 1) / 2)  # mean recall TP / (TP + FN)
+    assert r["binary_acc"] == pytest.approx((2 / 4 + 3 / 4) / 2)  # paper 001's (TP + TN) / N
+
+
+def test_sweep_table_names_both_accuracies() -> None:
+    m = BinaryClassMeter(2)
+    m.update(1, np.array([[1, 0, 0, 0]], bool), np.array([[1, 1, 0, 0]], bool))  # TP 1, FN 1, TN 2
+    result = SweepResult([0.5], {"cam": [m.metrics()]}, {}, {})
+    head, _, row = format_best_table(result, "class_seg").splitlines()
+    assert head == f"| Technique | mIoU | fwIoU | mAcc | {BINARY_ACC_TITLE} |" and "(TP+TN)/N" in BINARY_ACC_TITLE
+    assert row == "| cam | 50.0 | 50.0 | 50.0 | 75.0 |"
 
 
 def test_gt_boxes_one_per_object() -> None:

@@ -112,11 +112,16 @@ def resolve_target_layer(model: nn.Module, name: str | None = None,
     return name, None, "cnn"
 
 
-def find_guide_layer(model: nn.Module, input_size: int = 64, stride: int = 8, max_depth: int = 2) -> str:
-    """The last module (at most ``max_depth`` deep) whose output has the given stride: rCAM's shape guide.
+def _stride_size(input_size: int, stride: int) -> set[int]:
+    """Map sides a stride-``stride`` module gives for a square input ('same' padding rounds up)."""
+    return {input_size // stride, -(-input_size // stride)}
 
-    Paper 002 takes GoogLeNet's 28x28 maps for a 224 input (stride 8): ``layer2`` of a ResNet,
-    ``blocks.2`` of an EfficientNet, ``features.denseblock2`` of a DenseNet.
+
+def find_guide_layer(model: nn.Module, input_size: int = 64, stride: int = 8, max_depth: int = 2) -> str:
+    """The last module (at most ``max_depth`` deep) whose output has the given stride.
+
+    A single-layer shape guide (``layer2`` of a ResNet, ``blocks.2`` of an EfficientNet); rCAM's
+    default guide is :func:`find_guide_layers`, every stride-8 block, as in paper 002.
     """
     names = [n for n, _ in model.named_modules() if n and n.count(".") < max_depth]
     order: list[str] = []
@@ -132,9 +137,107 @@ def find_guide_layer(model: nn.Module, input_size: int = 64, stride: int = 8, ma
 
         hooks.append(m.register_forward_hook(hook))
     forward_zero_image(model, hooks, input_size)
-    want = {input_size // stride, -(-input_size // stride)}  # 'same' padding rounds up
+    want = _stride_size(input_size, stride)
     hits = [n for n in order if shapes[n][2] in want and shapes[n][3] in want]
     if not hits:
         raise ValueError(f"{type(model).__name__}: no module up to depth {max_depth} outputs a stride-{stride} map "
                          f"for a {input_size}px input; set masks.rcam.guide_layer")
     return hits[-1]
+
+
+# Containers whose output is just their children's: split into the children, never taken whole.
+_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+
+
+def _first_tensor(x: object) -> torch.Tensor | None:
+    """The first tensor in a hook's inputs (a DenseNet layer takes a list of tensors)."""
+    if torch.is_tensor(x):
+        return x
+    if isinstance(x, (list, tuple)):
+        for v in x:
+            t = _first_tensor(v)
+            if t is not None:
+                return t
+    return None
+
+
+def _is_pointwise(module: nn.Module, in_shape: tuple[int, ...] | None, out_shape: tuple[int, ...] | None) -> bool:
+    """A norm, activation, dropout or identity: no convolution inside and the input's shape kept."""
+    has_conv = any(isinstance(m, nn.modules.conv._ConvNd) for m in module.modules())
+    return not has_conv and in_shape is not None and in_shape == out_shape
+
+
+def find_guide_layers(model: nn.Module, input_size: int = 64, stride: int = 8) -> list[str]:
+    """Every block whose output has stride ``stride``, in forward order: rCAM's shape guide (paper 002).
+
+    Paper 002 gathers *all* GoogLeNet response maps of size 28x28 (224 input) into one tensor and
+    takes its first 3 principal components. Here the unit is a block, found by walking the module
+    tree from the root:
+
+    - a module is *descended* when it is a pure container (``nn.Sequential`` / ``ModuleList`` /
+      ``ModuleDict`` and subclasses: ResNet ``layerN``, EfficientNet ``blocks.N``, DenseNet
+      ``denseblockN`` / ``transitionN``) whose output has the stride, or when it spans the
+      stride (finer input, coarser output: the root, ``features``, ``blocks``);
+    - any other module with a stride-``stride`` output is one block and taken whole (ResNet
+      BasicBlock / Bottleneck, EfficientNet InvertedResidual, a DenseNet dense layer, a bare conv);
+      its sub-modules are not visited, so a container and its children are never both counted;
+    - norms, activations, dropout and identities (no conv, shape kept) are skipped: they only
+      re-scale the map before them;
+    - a container entered *at* the stride that leaves it (ResNet ``layer3``, EfficientNet
+      ``blocks.3``, DenseNet ``transition2``) belongs to the next stage; the stride-8 maps inside
+      its first block (a 1x1 expansion before the strided conv) are not taken.
+
+    ResNet-18: ``layer2.0, layer2.1``; EfficientNet-Lite0: ``blocks.2.0, blocks.2.1``; DenseNet:
+    ``features.transition1.pool`` and every dense layer of ``denseblock2`` (together exactly the
+    channels of ``denseblock2``'s concatenated output). Raises ``ValueError`` when none is found
+    (ViT tokens, NHWC maps): set ``masks.rcam.guide_layer``.
+    """
+    modules = dict(model.named_modules())
+    order: dict[str, int] = {}
+    io: dict[str, tuple[tuple[int, ...] | None, tuple[int, ...] | None]] = {}
+    hooks = []
+    for name, m in modules.items():
+
+        def hook(_m: nn.Module, inputs: object, output: object, name: str = name) -> None:
+            if name in order:  # a shared module: its first call counts
+                return
+            order[name] = len(order)
+            t_in, t_out = _first_tensor(inputs), output if torch.is_tensor(output) else None
+            io[name] = (tuple(t_in.shape) if t_in is not None else None, tuple(t_out.shape) if t_out is not None else None)
+
+        hooks.append(m.register_forward_hook(hook))
+    forward_zero_image(model, hooks, input_size)
+    want = _stride_size(input_size, stride)
+
+    def side(shape: tuple[int, ...] | None) -> int | None:  # the map side, None for tokens / vectors
+        return shape[2] if shape is not None and len(shape) == 4 and shape[2] == shape[3] else None
+
+    def at_stride(shape: tuple[int, ...] | None) -> bool:
+        return side(shape) in want
+
+    found: list[str] = []
+
+    def visit(name: str) -> None:
+        m = modules[name]
+        for child, _ in m.named_children():
+            full = f"{name}.{child}" if name else child
+            if full not in io:  # never called in forward
+                continue
+            s_in, s_out = io[full]
+            a, b = side(s_in), side(s_out)
+            finer_in = a is not None and a > max(want)
+            coarser_out = b is None or b < min(want)
+            if isinstance(modules[full], _CONTAINERS):
+                if at_stride(s_out) or (finer_in and coarser_out):
+                    visit(full)
+            elif at_stride(s_out):
+                if not _is_pointwise(modules[full], s_in, s_out):
+                    found.append(full)
+            elif finer_in and coarser_out:  # a wrapper or a whole network around the stride-8 stage
+                visit(full)
+
+    visit("")
+    if not found:
+        raise ValueError(f"{type(model).__name__}: no block outputs a stride-{stride} map for a {input_size}px input; "
+                         "set masks.rcam.guide_layer to a dotted module name or a list of them")
+    return sorted(found, key=order.__getitem__)

@@ -4,9 +4,12 @@ CAMs (and rCAM stages) are computed once per image and reused for every threshol
 
 - Paper 001, class segmentation (scope image) and object segmentation (inside each box): for
   each technique (CAM alone, GrabCut-CAM PF-PB / F-PF / F-PB, naked GrabCut on boxes) and each t,
-  class-wise binary TP/FP/TN/FN are summed over the data set; IoU_i = TP/(TP+FP+FN),
-  Acc_i = (TP+TN)/all, mIoU and mAcc average over classes, fwIoU weights IoU_i by the class's
-  true pixels. Each technique is reported at its best t (by mIoU).
+  class-wise binary TP/FP/TN/FN are summed over the data set; IoU_i = TP/(TP+FP+FN), mIoU
+  averages over classes, fwIoU weights IoU_i by the class's true pixels. mAcc is the mean class
+  recall TP/(TP+FN), as everywhere in wsss (and mmseg). Paper 001's own "mAcc" averages
+  Acc_i = (TP+TN)/(TP+FP+TN+FN), which counts the true negatives and so is high for any small
+  object; it is reported separately as ``binary_acc`` ("Acc001 (TP+TN)/N"). Each technique is
+  reported at its best t (by mIoU).
 - Paper 002: OIS, ODS (F-beta, beta^2 = 0.3) and MAE of CAM_1, CAM_2, rCAM_1..3 and rCAM, each a
   continuous map per (image, class) against that class's ground-truth mask.
 """
@@ -28,6 +31,7 @@ from wsss.record import Box, Record
 from wsss.utils.io import IGNORE_INDEX
 
 VARIANTS = ("PF-PB", "F-PF", "F-PB")
+BINARY_ACC_TITLE = "Acc₀₀₁ (TP+TN)/N"  # paper 001's accuracy, which counts true negatives
 
 
 class BinaryClassMeter:
@@ -42,16 +46,25 @@ class BinaryClassMeter:
         self.counts[cls] += [int((p & g).sum()), int((p & ~g).sum()), int((~p & ~g).sum()), int((~p & g).sum())]
 
     def metrics(self) -> dict[str, Any]:
+        """mIoU, fwIoU, mAcc (mean recall), binary_acc (paper 001's mean (TP+TN)/N) and per-class IoU.
+
+        Means run over the classes that were scored; mAcc over those with true pixels (recall is
+        undefined without any).
+        """
         tp, fp, tn, fn = self.counts.T.astype(np.float64)
         seen = self.counts.sum(1) > 0
         if not seen.any():
-            return {"mIoU": float("nan"), "fwIoU": float("nan"), "mAcc": float("nan"), "IoU": []}
+            return {"mIoU": float("nan"), "fwIoU": float("nan"), "mAcc": float("nan"), "binary_acc": float("nan"), "IoU": []}
+        true = tp + fn
         with np.errstate(divide="ignore", invalid="ignore"):
             iou = np.where(tp + fp + fn > 0, tp / (tp + fp + fn), 0.0)
-            acc = (tp + tn) / np.maximum(tp + fp + tn + fn, 1)
-        true = tp + fn
+            recall = np.where(true > 0, tp / true, np.nan)
+            binary_acc = (tp + tn) / np.maximum(tp + fp + tn + fn, 1)
+        has_true = seen & (true > 0)
         return {"mIoU": float(iou[seen].mean()), "fwIoU": float((true * iou).sum() / max(true.sum(), 1)),
-                "mAcc": float(acc[seen].mean()), "IoU": [float(v) if s else None for v, s in zip(iou, seen)]}
+                "mAcc": float(recall[has_true].mean()) if has_true.any() else float("nan"),
+                "binary_acc": float(binary_acc[seen].mean()),
+                "IoU": [float(v) if s else None for v, s in zip(iou, seen)]}
 
 
 @dataclasses.dataclass
@@ -135,11 +148,15 @@ def sweep_dataset(dataset: Any, cam_stage: Any, thresholds: list[float], iterati
 
 
 def format_best_table(result: SweepResult, task: str) -> str:
-    """Markdown table shaped like paper 001's Tables 1-2 (x100, technique at its best t)."""
-    lines = ["| Technique | mIoU | fwIoU | mAcc |", "|---|---:|---:|---:|"]
+    """Markdown table shaped like paper 001's Tables 1-2 (x100, technique at its best t).
+
+    mAcc is the mean class recall; the last column is paper 001's mAcc, the mean (TP+TN)/N.
+    """
+    lines = [f"| Technique | mIoU | fwIoU | mAcc | {BINARY_ACC_TITLE} |", "|---|---:|---:|---:|---:|"]
     for name, (t, m) in result.best(task).items():
         label = name if t is None else f"{name} {t:.1f}"
-        lines.append(f"| {label} | {100 * m['mIoU']:.1f} | {100 * m['fwIoU']:.1f} | {100 * m['mAcc']:.1f} |")
+        lines.append(f"| {label} | {100 * m['mIoU']:.1f} | {100 * m['fwIoU']:.1f} | {100 * m['mAcc']:.1f} "
+                     f"| {100 * m['binary_acc']:.1f} |")
     return "\n".join(lines)
 
 
@@ -154,7 +171,11 @@ def format_saliency_table(result: SweepResult) -> str:
 
 
 def plot_sweep(result: SweepResult, out_dir: str | Path) -> list[Path]:
-    """Metric-vs-threshold PNGs (paper 001 Figs 7, 8, 10, 11; F-beta curves for paper 002)."""
+    """Metric-vs-threshold PNGs (paper 001 Figs 7, 8, 10, 11; F-beta curves for paper 002).
+
+    Per task: mIoU, mAcc (mean recall) and paper 001's accuracy (TP+TN)/N, which its Figs 8 and 11
+    call mAccuracy.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -165,8 +186,9 @@ def plot_sweep(result: SweepResult, out_dir: str | Path) -> list[Path]:
     out_dir = Path(out_dir)
     paths = []
     for task, title in (("class_seg", "class segmentation"), ("object_seg", "object segmentation")):
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-        for ax, key in zip(axes, ("mIoU", "mAcc")):
+        fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+        titles = {"mIoU": "mIoU", "mAcc": "mAcc (mean recall)", "binary_acc": BINARY_ACC_TITLE}
+        for ax, (key, ylabel) in zip(axes, titles.items()):
             for name, per_t in getattr(result, task).items():
                 ys = [100 * m[key] for m in per_t]
                 if len(ys) == 1:
@@ -174,8 +196,8 @@ def plot_sweep(result: SweepResult, out_dir: str | Path) -> list[Path]:
                 else:
                     ax.plot(result.thresholds, ys, marker="o", label=name)
             ax.set_xlabel("threshold t")
-            ax.set_ylabel(key)
-            ax.set_title(f"{title}: {key}")
+            ax.set_ylabel(ylabel)
+            ax.set_title(f"{title}: {ylabel}")
             ax.grid(alpha=0.3)
         axes[0].legend()
         fig.tight_layout()

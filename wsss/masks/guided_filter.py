@@ -87,7 +87,11 @@ def fit_variogram(lags: np.ndarray, gamma: np.ndarray) -> tuple[float, float, fl
 
 def variogram_radius(guide: np.ndarray, max_lag: int | None = None, min_radius: int = 1,
                      max_radius: int | None = None) -> int:
-    """The guided filter's window radius for ``guide``: the fitted variogram's sigma, rounded."""
+    """The guided filter's window radius for ``guide``: the fitted variogram's sigma, rounded.
+
+    Paper 002: "we use sigma as the size of the filter"; He et al. size the window by its radius
+    r ((2r+1)^2 pixels), so sigma is taken as r, clipped to [min_radius, min(h, w) // 4].
+    """
     h, w = guide.shape[:2]
     max_lag = max_lag or max(3, min(h, w) // 2)
     lags, gamma = empirical_variogram(guide, max_lag)

@@ -4,10 +4,14 @@ Per class c of an image:
   1. CAM_k and the class probability P_k(c) at input scales s_1 < s_2 (224 and 448 by default);
      the CAM is Grad-CAM on the classifier's target layer, which is the CAM of Zhou et al. for a
      GAP + linear head, at the layer's native resolution.
-  2. Shape guides S_k: the first 3 principal components of a stride-8 feature map (mid-level).
+  2. Shape guides S_k: the first 3 principal components of all stride-8 response maps, i.e. the
+     outputs of every stride-8 block concatenated along channels (``find_guide_layers``); paper
+     002 gathers all of GoogLeNet's 28x28 maps for a 224 input.
   3. rCAM_1 = GF(U(GF(U(CAM_1), S_1)), S_2), rCAM_2 = GF(U(CAM_2), S_2): guided-filter upsampling,
-     each window radius the sigma of a Gaussian variogram fitted to its guide.
-  4. rCAM_3 = rCAM_1 * P_1(c) + rCAM_2 * P_2(c), normalised to [0, 1].
+     each window radius the sigma of a Gaussian variogram fitted to its guide. U resizes to the
+     guide's size (x2 for GoogLeNet's stride-16 CAM, x4 for a stride-32 CAM).
+  4. rCAM_3 = rCAM_1 * P_1(c) + rCAM_2 * P_2(c) (eq. 5), normalised to [0, 1]. The paper fuses for
+     its top-1 class of I_1; here each target class c uses its own probabilities.
   5. rCAM = P(foreground) of a dense CRF on (1 - rCAM_3, rCAM_3).
 rCAM_Box (scope ``box``) runs the same on each box's crop and keeps what lies inside the box.
 """
@@ -20,9 +24,10 @@ from typing import Literal
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from wsss.cam import CAM_METHODS
-from wsss.cam.layers import find_guide_layer, resolve_target_layer
+from wsss.cam.layers import find_guide_layers, resolve_target_layer
 from wsss.masks.compose import compose_label_map
 from wsss.masks.crf import CrfParams, crf_foreground
 from wsss.masks.grabcut_cam import _crop
@@ -36,7 +41,8 @@ STAGES = ("cam1", "cam2", "rcam1", "rcam2", "rcam3", "rcam")
 class RCamParams:
     scales: list[int] = dataclasses.field(default_factory=lambda: [224, 448])
     target_layer: str | None = None  # CAM layer; null = the classifier's
-    guide_layer: str | None = None  # shape-guide layer; null = the last stride-`guide_stride` module
+    # shape-guide layer(s), concatenated along channels; null = every stride-`guide_stride` block (paper 002)
+    guide_layer: str | list[str] | None = None
     guide_stride: int = 8
     radius: int | None = None  # guided-filter window radius; null = fitted variogram sigma per guide
     eps: float = 1e-2  # guided-filter regularisation (guides are scaled to [0, 1])
@@ -50,6 +56,10 @@ class RCamParams:
     def __post_init__(self) -> None:
         if len(self.scales) != 2 or not 0 < self.scales[0] <= self.scales[1]:
             raise ValueError(f"rcam.scales must be two sizes s1 <= s2 (paper: [224, 448]), got {self.scales}")
+        if self.radius is not None and self.radius < 0:
+            raise ValueError(f"rcam.radius must be >= 0 or null (fitted per guide), got {self.radius}")
+        if isinstance(self.guide_layer, list) and not self.guide_layer:
+            raise ValueError("rcam.guide_layer: give a module name, a non-empty list of names, or null")
 
 
 def pca_guide(features: torch.Tensor, components: int = 3) -> np.ndarray:
@@ -62,6 +72,17 @@ def pca_guide(features: torch.Tensor, components: int = 3) -> np.ndarray:
     proj = (x @ v[:k].T).numpy().reshape(h, w, k)
     lo, hi = proj.min((0, 1), keepdims=True), proj.max((0, 1), keepdims=True)
     return (proj - lo) / np.maximum(hi - lo, 1e-12)
+
+
+def stack_guide_maps(maps: list[torch.Tensor]) -> torch.Tensor:
+    """``(C_i, h_i, w_i)`` maps -> one ``(sum C_i, h, w)`` tensor at the first map's size.
+
+    Modules at one stride can differ by a pixel ('same' vs 'valid' padding); those are resized.
+    """
+    h, w = maps[0].shape[-2:]
+    same = [m if m.shape[-2:] == (h, w) else F.interpolate(m[None].float(), (h, w), mode="bilinear",
+                                                           align_corners=False)[0] for m in maps]
+    return torch.cat([m.float() for m in same], 0)
 
 
 def _resize(m: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
@@ -83,21 +104,37 @@ class RCam:
         probe = p.scales[0]
         name = p.target_layer or getattr(classifier, "target_layer", None)
         self.cam_layer, self.reshape, _ = resolve_target_layer(model, name, probe)
-        self.guide_layer = p.guide_layer or find_guide_layer(model, probe, p.guide_stride)
+        if p.guide_layer is None:
+            self.guide_layers = find_guide_layers(model, probe, p.guide_stride)
+        else:
+            self.guide_layers = [p.guide_layer] if isinstance(p.guide_layer, str) else list(p.guide_layer)
+        for g in self.guide_layers:
+            try:
+                model.get_submodule(g)
+            except AttributeError:
+                raise ValueError(f"rcam.guide_layer '{g}' is not a submodule of {type(model).__name__}") from None
 
-    def _scale(self, image: np.ndarray, classes: list[int], size: int) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-        """CAMs (native resolution), probabilities and the PCA guide for one input size."""
+    def scale(self, image: np.ndarray, classes: list[int], size: int) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+        """``(CAMs, P(c), S)`` at one input size: each class's CAM in [0, 1] at the CAM layer's native
+        resolution, each class's probability, and the ``(h, w, 3)`` PCA shape guide."""
         model = self.clf.model
         store: dict[str, torch.Tensor] = {}
+        guides: dict[str, torch.Tensor] = {}
         transform: Callable = self.reshape or (lambda t: t)
 
         def keep_cam(_m: object, _i: object, o: torch.Tensor) -> None:
             o.retain_grad()
             store["cam"] = o
 
-        hooks = [model.get_submodule(self.cam_layer).register_forward_hook(keep_cam),
-                 model.get_submodule(self.guide_layer).register_forward_hook(
-                     lambda _m, _i, o: store.__setitem__("guide", o.detach()))]
+        def keep_guide(_m: object, _i: object, o: torch.Tensor, name: str) -> None:
+            if name not in guides:  # a shared module: its first call; cloned against later in-place ops
+                if not torch.is_tensor(o) or o.dim() != 4:
+                    raise ValueError(f"rcam.guide_layer '{name}' outputs {type(o).__name__}, not an NCHW map")
+                guides[name] = o[0].detach().clone()
+
+        hooks = [model.get_submodule(self.cam_layer).register_forward_hook(keep_cam)]
+        hooks += [model.get_submodule(g).register_forward_hook(lambda _m, _i, o, g=g: keep_guide(_m, _i, o, g))
+                  for g in self.guide_layers]
         x = self.clf.preprocess([image], size).repeat(len(classes), 1, 1, 1)
         try:
             with torch.enable_grad():
@@ -111,10 +148,16 @@ class RCam:
         acts, grads = transform(store["cam"].detach()), transform(store["cam"].grad)
         cams = torch.relu((grads.mean((2, 3), keepdim=True) * acts).sum(1)).cpu().numpy()
         probs = self.clf.probabilities(logits.detach()).cpu().numpy()
-        pc = np.array([probs[i, self.clf.class_groups[c]].max() for i, c in enumerate(classes)])
-        return [_unit(m) for m in cams], pc, pca_guide(store["guide"][0].cpu())
+        pc = np.array([self.clf.class_probability(probs[i], c) for i, c in enumerate(classes)])  # P_k(c), as labels use it
+        guide = pca_guide(stack_guide_maps([guides[g].cpu() for g in self.guide_layers]))
+        return [_unit(m) for m in cams], pc, guide
 
-    def _filter(self, cam: np.ndarray, guide: np.ndarray, radius: int) -> np.ndarray:
+    def radius(self, guide: np.ndarray) -> int:
+        """The guided filter's window radius for ``guide``: ``params.radius`` or the fitted variogram sigma."""
+        return self.p.radius if self.p.radius is not None else variogram_radius(guide)
+
+    def upsample(self, cam: np.ndarray, guide: np.ndarray, radius: int) -> np.ndarray:
+        """``GF(U(cam), guide)``: bilinear resize to the guide's size, then the guided filter; in [0, 1]."""
         return _unit(guided_filter(guide, _resize(cam, guide.shape[:2]), radius, self.p.eps))
 
     def maps(self, image: np.ndarray, classes: list[int]) -> dict[int, dict[str, np.ndarray]]:
@@ -122,19 +165,17 @@ class RCam:
         if not classes:
             return {}
         h, w = image.shape[:2]
-        cams1, p1, s1 = self._scale(image, classes, self.p.scales[0])
-        cams2, p2, s2 = self._scale(image, classes, self.p.scales[1])
-        r1 = self.p.radius or variogram_radius(s1)
-        r2 = self.p.radius or variogram_radius(s2)
+        cams1, p1, s1 = self.scale(image, classes, self.p.scales[0])
+        cams2, p2, s2 = self.scale(image, classes, self.p.scales[1])
+        r1, r2 = self.radius(s1), self.radius(s2)  # one radius per guide (paper 002: sigma of its variogram)
         out: dict[int, dict[str, np.ndarray]] = {}
         for i, c in enumerate(classes):
-            rcam1 = self._filter(self._filter(cams1[i], s1, r1), s2, r2)
-            rcam2 = self._filter(cams2[i], s2, r2)
-            up1, up2 = _resize(rcam1, (h, w)), _resize(rcam2, (h, w))
-            rcam3 = _unit(up1 * p1[i] + up2 * p2[i])
+            rcam1 = _unit(_resize(self.upsample(self.upsample(cams1[i], s1, r1), s2, r2), (h, w)))  # eqs. 2-3
+            rcam2 = _unit(_resize(self.upsample(cams2[i], s2, r2), (h, w)))  # eq. 4
+            rcam3 = _unit(rcam1 * p1[i] + rcam2 * p2[i])  # eq. 5, on the very maps reported as rCAM_1, rCAM_2
             final = crf_foreground(image, rcam3, self.p.crf_params) if self.p.crf else rcam3
             out[c] = {"cam1": _unit(_resize(cams1[i], (h, w))), "cam2": _unit(_resize(cams2[i], (h, w))),
-                      "rcam1": _unit(up1), "rcam2": _unit(up2), "rcam3": rcam3, "rcam": final.astype(np.float32)}
+                      "rcam1": rcam1, "rcam2": rcam2, "rcam3": rcam3, "rcam": final.astype(np.float32)}
         return out
 
     def box_maps(self, image: np.ndarray, boxes: list) -> dict[int, np.ndarray]:
@@ -152,7 +193,7 @@ class RCam:
 
 def shared_rcam(resources: Resources, p: RCamParams) -> RCam:
     """One RCam per process and parameter set (its layer search probes the network once)."""
-    key = f"rcam:{p.scales}:{p.target_layer}:{p.guide_layer}:{p.guide_stride}"
+    key = f"rcam:{p.scales}:{p.target_layer}:{p.guide_layer}:{p.guide_stride}:{p.radius}:{p.eps}:{p.crf}:{p.crf_params}"
     return resources.get(key, lambda: RCam(resources.classifier, p))
 
 
