@@ -173,14 +173,17 @@ class DemoEngine:
         self._lock = threading.Lock()  # one generation at a time: the stages share one model
 
     def _classifier_classes(self, data_classes: list[str]) -> list[str]:
-        """ImageNet's 1000 categories for the bundled ImageNet model unless a class_map ties data classes to them."""
+        """The data set's classes when the bundled ImageNet model can stand for them (class words mapped
+        through WordNet, the photo route's "object"), else ImageNet's 1000 categories to choose from."""
         c = self.cfg.classifier
-        if c.name == "imagenet_lite0" and not c.imagenet_lite0.class_map:
-            from wsss.classifier import imagenet_categories
+        if c.name == "imagenet_lite0":
+            from wsss.classifier import imagenet_categories, imagenet_class_groups
 
-            cats = imagenet_categories()
-            if not set(data_classes[1:]) <= set(cats):
-                return ["background"] + cats
+            p = c.imagenet_lite0
+            try:
+                imagenet_class_groups(data_classes, p.class_map, p.object_class, p.unmapped)
+            except ValueError:
+                return ["background"] + imagenet_categories()
         return list(data_classes)
 
     # ------------------------------------------------------------------ parameters and stages

@@ -23,6 +23,7 @@ class GradCamParams:
     input_size: int | None = None  # null = the classifier's training size
     aug_smooth: bool = False
     eigen_smooth: bool = False
+    hflip: bool = False  # average each CAM with the CAM of the mirrored image (one batch, twice the cost)
     batch_size: int = 16  # ScoreCAM / AblationCAM forward passes per batch
     road: bool = False  # record the ROAD score of each CAM (manifest 'extras.road')
     road_percentiles: list[int] = dataclasses.field(default_factory=lambda: [20, 40, 60, 80])
@@ -70,7 +71,12 @@ class GradCamStage:
             owners += [c] * len(ts)
             targets += ts
         x = x1.repeat(len(targets), 1, 1, 1)
-        maps = run_cam(self.cam, x, targets, self.p.aug_smooth, self.p.eigen_smooth)
+        if self.p.hflip:  # the mirrored copies ride in the same batch; their maps are mirrored back
+            n = len(targets)
+            maps = run_cam(self.cam, torch.cat([x, x.flip(3)]), targets + targets, self.p.aug_smooth, self.p.eigen_smooth)
+            maps = 0.5 * (maps[:n] + maps[n:, :, ::-1])
+        else:
+            maps = run_cam(self.cam, x, targets, self.p.aug_smooth, self.p.eigen_smooth)
         maps = np.stack([fuse_max([m for o, m in zip(owners, maps) if o == c]) for c in rec.classes])
         if self.p.road:
             xc = x1.repeat(len(rec.classes), 1, 1, 1)

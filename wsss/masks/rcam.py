@@ -207,9 +207,10 @@ class RCamRefiner:
     def class_maps(self, rec: Record) -> dict[int, np.ndarray]:
         if self.p.scope == "box":
             return self.rcam.box_maps(rec.image, rec.boxes)
-        cached = rec.cache.get("rcam_stages")
+        # the CAM stage `rcam` already computed them when its parameters are the same object's
+        cached = rec.cache.get("rcam_stages") if rec.cache.get("rcam_by") is self.rcam else None
         stages = cached if cached is not None and set(cached) >= set(rec.classes) else self.rcam.maps(rec.image, rec.classes)
-        rec.cache["rcam_stages"] = stages
+        rec.cache["rcam_stages"], rec.cache["rcam_by"] = stages, self.rcam
         return {c: stages[c]["rcam"] for c in rec.classes}
 
     def __call__(self, rec: Record) -> np.ndarray:
@@ -231,7 +232,7 @@ class RCamStage:
 
     def __call__(self, rec: Record) -> dict[int, np.ndarray]:
         stages = self.rcam.maps(rec.image, rec.classes)
-        rec.cache["rcam_stages"] = stages
+        rec.cache["rcam_stages"], rec.cache["rcam_by"] = stages, self.rcam
         return {c: s["rcam"] for c, s in stages.items()}
 
 

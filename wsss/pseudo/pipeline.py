@@ -70,11 +70,19 @@ def _check_same_config(out_dir: Path, cfg: Any, overwrite: bool) -> None:
     write_text_atomic(path, yaml.safe_dump(current, sort_keys=False))
 
 
-def write_overlay(path: Path, rec: Record, class_names: list[str]) -> None:
+def write_overlay(path: Path, rec: Record, class_names: list[str], cam_name: str = "CAM", boxes: bool = True) -> None:
+    """image | the CAM the refiner saw | its boxes (when the pipeline has a boxes stage) | pseudo-label | truth."""
     image = rec.image
     cam = np.max(np.stack(list(rec.cams.values())), 0) if rec.cams else np.zeros(image.shape[:2], np.float32)
-    tiles = [image, heatmap(image, cam), draw_boxes(image, rec.boxes), overlay(image, rec.label_map)]
-    titles = ["image", "CAM", "boxes", "pseudo-label"]
+    tiles, titles = [image], ["image"]
+    if rec.cams:
+        tiles.append(heatmap(image, cam))
+        titles.append(cam_name)
+    if boxes:
+        tiles.append(draw_boxes(image, rec.boxes))
+        titles.append("boxes")
+    tiles.append(overlay(image, rec.label_map))
+    titles.append("pseudo-label")
     if rec.sample.mask is not None:
         tiles.append(overlay(image, rec.sample.mask))
         titles.append("ground truth")
@@ -109,7 +117,9 @@ def generate_pseudo_labels(cfg: Any, dataset: SegDataset, resources: Resources, 
                 labeler.process(rec)
                 write_label_png(out_dir / "labels" / f"{image_id}.png", rec.label_map)
                 if image_id in overlay_ids:
-                    write_overlay(out_dir / "overlays" / f"{image_id}.jpg", rec, dataset.class_names)
+                    write_overlay(out_dir / "overlays" / f"{image_id}.jpg", rec, dataset.class_names,
+                                  "rCAM" if cfg.cam.name == "rcam" else f"CAM ({cfg.cam.gradcam.method})",
+                                  cfg.boxes.name != "none")
                 status = "low_confidence" if "low_confidence" in rec.extras else "ok"
                 record |= {"status": status, "label": f"labels/{image_id}.png", "classes": rec.classes,
                            "scores": {str(c): round(s, 4) for c, s in rec.scores.items()},
