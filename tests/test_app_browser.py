@@ -1,6 +1,7 @@
 """End to end in a real headless browser: start tools/demo.py, click a gallery image, see the mask and metrics."""
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from wsss.app.browser import CHROMIUM, REPO, demo_page
 
 
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is absent (run .ci/browser-deps.sh)")
+@pytest.mark.skipif(importlib.util.find_spec("playwright") is None, reason="playwright is not installed (pip install -e '.[dev]')")
 def test_click_gallery_image_shows_mask_and_metrics(tiny_run: tuple) -> None:
     _, work_dir, overrides = tiny_run
     with demo_page(str(REPO / "configs" / "quickstart.yaml"), str(work_dir), overrides, page_size=8,

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import io
+import os
 import shutil
+import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFile
 
 from tests._mini_layouts import make_kvasir, make_voc
 from wsss.config import load_config
@@ -15,7 +17,7 @@ from wsss.data import build_dataset
 from wsss.data.layout import read_index_mask
 from wsss.pseudo import generate_pseudo_labels
 from wsss.record import Resources
-from wsss.utils.io import read_image, voc_palette, write_label_png
+from wsss.utils.io import ImageSizeError, current_umask, read_image, voc_palette, write_image, write_json_atomic, write_label_png
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -83,6 +85,74 @@ def test_exif_rotated_image_is_turned_upright(tmp_path: Path) -> None:
     out = read_image(tmp_path / "rot.jpg")
     assert out.shape == (40, 20, 3)  # portrait after applying the tag
     assert out[:15].mean() > 200 and out[25:].mean() < 50  # the white half is now on top
+
+
+def _jpeg_claiming_size(path: Path, width: int, height: int) -> Path:
+    """A small JPEG whose header (SOF0) claims ``width`` x ``height``: a huge image without a huge file."""
+    data = bytearray(_jpeg_bytes(np.full((16, 16, 3), 128, np.uint8)))
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5: sof + 9] = struct.pack(">HH", height, width)
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.fixture
+def no_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if any pixel is decoded: the size must be refused from the header."""
+    def load(self: ImageFile.ImageFile) -> None:
+        raise AssertionError("pixels decoded")
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # PIL warns; we refuse
+def test_huge_image_refused_from_its_header(tmp_path: Path, no_decoding: None) -> None:
+    path = _jpeg_claiming_size(tmp_path / "huge.jpg", 12000, 12000)  # the 12000x12000 photo, in 1 kB
+    with pytest.raises(ImageSizeError, match=r"huge\.jpg: image is 12000x12000 px .*64 megapixels.*data\.max_pixels"):
+        read_image(path)
+    with pytest.raises(ImageSizeError, match="above the limit of 0.0001 megapixels"):
+        read_image(_jpeg_claiming_size(tmp_path / "small.jpg", 20, 10), max_pixels=100)
+
+
+def test_pil_bomb_limit_becomes_a_clear_error(tmp_path: Path, no_decoding: None) -> None:
+    # 400 MP: PIL itself refuses at open (above twice its MAX_IMAGE_PIXELS); still named, with the key
+    path = _jpeg_claiming_size(tmp_path / "bomb.jpg", 20000, 20000)
+    with pytest.raises(ImageSizeError, match=r"bomb\.jpg.*max_pixels"):
+        read_image(path)
+
+
+def test_max_pixels_limit_can_be_raised_or_disabled(tmp_path: Path) -> None:
+    Image.fromarray(np.full((40, 50, 3), 9, np.uint8)).save(tmp_path / "ok.png")
+    with pytest.raises(ImageSizeError, match="2000x"):
+        read_image(_jpeg_claiming_size(tmp_path / "big.jpg", 2000, 1000), max_pixels=1_000_000)
+    for limit in (2000, None, 0):
+        assert read_image(tmp_path / "ok.png", max_pixels=limit).shape == (40, 50, 3)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (1, 5000), (5000, 3)])
+def test_degenerate_image_sizes_are_refused(tmp_path: Path, size: tuple[int, int]) -> None:
+    h, w = size
+    Image.fromarray(np.zeros((h, w, 3), np.uint8)).save(tmp_path / "thin.png")
+    with pytest.raises(ImageSizeError, match=rf"thin\.png: image is {w}x{h} px; wsss needs at least 8 px on each side"):
+        read_image(tmp_path / "thin.png")
+    assert read_image(tmp_path / "thin.png", min_side=1).shape == (h, w, 3)  # data.min_side=1 lets it through
+
+
+# --- permissions of written files --------------------------------------------------------------------------------
+@pytest.mark.skipif(os.name != "posix", reason="POSIX modes")
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_written_files_follow_the_umask(tmp_path: Path, umask: int, mode: int) -> None:
+    old = os.umask(umask)
+    try:
+        assert current_umask() == umask
+        write_label_png(tmp_path / "labels" / "a.png", np.zeros((8, 8), np.uint8))
+        write_json_atomic(tmp_path / "manifest.json", {"a": 1})
+        write_image(tmp_path / "overlay.jpg", np.zeros((8, 8, 3), np.uint8))
+        write_json_atomic(tmp_path / "manifest.json", {"a": 2})  # replacing an existing file too
+    finally:
+        os.umask(old)
+    for name in ("labels/a.png", "manifest.json", "overlay.jpg"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == mode, name
+    assert not [p for p in tmp_path.rglob("*.tmp*")]  # no temporary left behind
 
 
 # --- masks -------------------------------------------------------------------------------------------------------

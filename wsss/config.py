@@ -2,7 +2,8 @@
 
 A config file is merged over its bases, then every key is checked against the schema
 (dataclasses, see :mod:`wsss.schema`). Unknown keys fail with their full path and the closest
-valid key; wrong types name the expected type.
+valid key; wrong types name the expected type; out-of-range values name the valid range
+(:mod:`wsss.ranges`).
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 import yaml
+
+from wsss import ranges
 
 
 class ConfigError(ValueError):
@@ -161,6 +164,10 @@ def from_dict(cls: type, data: dict, path: str = "") -> Any:
             hint = f" Did you mean '{prefix}{close[0]}'?" if close else f" Valid keys: {', '.join(fields)}"
             raise ConfigError(f"unknown config key '{full}'.{hint}")
         kwargs[key] = _convert(value, hints[key], full)
+        # range check here, before cls() runs __post_init__, so the message names this key
+        issue = None if dataclasses.is_dataclass(kwargs[key]) else ranges.problem(full, kwargs[key])
+        if issue is not None:
+            raise ConfigError(issue)
         choices = fields[key].metadata.get("choices")
         if choices is not None and kwargs[key] not in choices():
             close = difflib.get_close_matches(str(value), choices(), n=1)
@@ -184,6 +191,10 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> 
     data = apply_overrides(load_yaml_with_bases(path), overrides)
     try:
         cfg = from_dict(Config, data)
+        # the whole tree, defaults included (from_dict only sees the keys that were given)
+        issue = next(ranges.check_tree(cfg), None)
+        if issue is not None:
+            raise ConfigError(issue)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
     if cfg.name is None:

@@ -36,6 +36,8 @@ def stage_section(registry: Registry, default: str, extra: list[tuple[str, Any, 
 DataSection = stage_section(DATASETS, "synthetic", [
     ("split", str, dataclasses.field(default="train")),  # images that get pseudo-labels
     ("val_split", str, dataclasses.field(default="val")),  # images the trained model is scored on
+    ("max_pixels", int, dataclasses.field(default=64_000_000)),  # readers refuse larger images (0: no limit)
+    ("min_side", int, dataclasses.field(default=8)),  # ... and images thinner than this
 ])
 ClassifierSection = stage_section(CLASSIFIERS, "timm")
 LabelsSection = stage_section(LABEL_SOURCES, "given")
@@ -50,6 +52,9 @@ class PseudoConfig:
     out: str = "pseudo"  # folder under the work dir
     overlays: int = 8  # overlay panels for the first N images
     overwrite: bool = False  # redo finished images instead of resuming
+    # the stages run on a copy whose longer side is at most this; the label map is painted back at
+    # native resolution (0 = always native size)
+    max_side: int = 1024
 
 
 @dataclasses.dataclass

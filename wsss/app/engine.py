@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import os
 import threading
 import time
 from collections import Counter
@@ -30,6 +31,7 @@ from wsss.data import SegDataset, build_dataset
 from wsss.data.base import Sample
 from wsss.masks import REFINERS
 from wsss.record import Record, Resources
+from wsss.utils.io import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, check_image_size, image_size, read_image
 from wsss.utils.runtime import resolve_device
 
 ROAD_PERCENTILES = (20, 40, 60, 80)
@@ -238,13 +240,30 @@ class DemoEngine:
         return self._stage("masks", REFINERS, section)
 
     # ------------------------------------------------------------------ inputs
-    def check_image(self, image: np.ndarray) -> np.ndarray:
-        """An uploaded array as HxWx3 uint8 RGB, its longer side capped at ``max_side``."""
+    def pixel_limits(self) -> tuple[int | None, int]:
+        """(max pixels, min side) of an upload: the config's ``data.max_pixels`` / ``data.min_side`` when set."""
+        return (getattr(self.cfg.data, "max_pixels", DEFAULT_MAX_PIXELS),
+                max(8, int(getattr(self.cfg.data, "min_side", DEFAULT_MIN_SIDE))))
+
+    def check_image(self, image: np.ndarray | str | os.PathLike) -> np.ndarray:
+        """An uploaded array or image file as HxWx3 uint8 RGB, its longer side capped at ``max_side``.
+
+        More pixels than ``data.max_pixels`` raise :class:`ImageSizeError` before any resizing; a file is
+        refused from its header alone, so a huge image never gets decoded and never holds the queue.
+        """
+        max_pixels, min_side = self.pixel_limits()
+        if isinstance(image, (str, os.PathLike)):
+            check_image_size(Path(image).name, *image_size(image), max_pixels=max_pixels, min_side=min_side)
+            image = read_image(image, max_pixels=max_pixels, min_side=min_side)
         image = np.asarray(image)
         if image.ndim == 2:
             image = np.repeat(image[..., None], 3, axis=2)
-        if image.ndim != 3 or image.shape[2] not in (3, 4) or min(image.shape[:2]) < 8:
-            raise ValueError(f"expected an RGB image of at least 8x8 pixels, got an array of shape {image.shape}")
+        if image.ndim != 3 or image.shape[2] not in (3, 4) or min(image.shape[:2]) < min_side:
+            raise ValueError(
+                f"expected an RGB image of at least {min_side}x{min_side} pixels, got an array of shape {image.shape}"
+            )
+        h, w = image.shape[:2]
+        check_image_size("uploaded image", w, h, max_pixels=max_pixels, min_side=min_side)  # before the copy below
         image = np.ascontiguousarray(image[..., :3].astype(np.uint8))
         scale = self.max_side / max(image.shape[:2])
         if scale < 1:

@@ -72,8 +72,18 @@ class Callbacks:
     def select_sample(self, split: str, cls: str, page: float, index: int) -> Sample:
         return self.gallery.select(split, cls, int(page), int(index))
 
-    def upload_sample(self, image: np.ndarray | None) -> Sample | None:
-        return None if image is None else Sample("upload", self.engine.check_image(image))
+    def upload_sample(self, image: np.ndarray | str | None) -> Sample | None:
+        """The upload as a sample; a file path (what the page sends) is size-checked before decoding.
+
+        A refused image raises ``gr.Error`` with the reason, shown to the user; the chained generation is
+        skipped (``.success``), so the previous sample is not silently regenerated.
+        """
+        if image is None:
+            return None
+        try:
+            return Sample("upload", self.engine.check_image(image))
+        except (ValueError, FileNotFoundError) as e:
+            raise gr.Error(str(e)) from None
 
     def generate(self, sample: Sample | None, p: DemoParams) -> Iterator[tuple[Any, ...]]:
         """Yields (log, final image, metrics, stage gallery, params accordion, stages accordion, result)."""
@@ -131,7 +141,10 @@ def build_app(engine: DemoEngine, page_size: int = 12, export_dir: str | Path | 
             with gr.Column(scale=3):
                 gr.Markdown(HOW_TO)
                 log = gr.Textbox(label="Generation log", lines=16, max_lines=30, interactive=False, elem_id="log")
-                upload = gr.Image(label="Or upload an image", sources=["upload"], type="numpy", height=180, elem_id="upload")
+                # a file path, not an array: gradio then hands the file over undecoded (image_mode=None) and
+                # check_image refuses an oversized one from its header, in milliseconds
+                upload = gr.Image(label="Or upload an image", sources=["upload"], type="filepath", image_mode=None,
+                                  height=180, elem_id="upload")
             with gr.Column(scale=4):
                 with gr.Accordion("Generation parameters", open=True) as params_box:
                     cam_method = gr.Dropdown(cam_method_names(), value=d.cam_method, label="CAM method")
@@ -171,7 +184,7 @@ def build_app(engine: DemoEngine, page_size: int = 12, export_dir: str | Path | 
         cls.input(cb.change_class, [split, cls], [page, gallery, caption])
         page.release(cb.show_page, [split, cls, page], [gallery, caption])
         gallery.select(on_select, [split, cls, page], [sample_state]).then(run, [sample_state, *param_inputs], gen_outputs)
-        upload.upload(cb.upload_sample, [upload], [sample_state]).then(run, [sample_state, *param_inputs], gen_outputs)
+        upload.upload(cb.upload_sample, [upload], [sample_state]).success(run, [sample_state, *param_inputs], gen_outputs)
         again.click(run, [sample_state, *param_inputs], gen_outputs)
         accept.click(cb.export, [result_state], [files])
     return app

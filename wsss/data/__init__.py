@@ -52,8 +52,12 @@ def _class_folders(params: ClassFolderParams, split: str) -> ClassFolderDataset:
 
 
 def build_dataset(data_cfg: Any, split: str) -> SegDataset:
-    """The reader named by ``data.name`` for one split."""
-    return DATASETS.build(data_cfg, split=split)
+    """The reader named by ``data.name`` for one split, with the config's image-size limits."""
+    dataset = DATASETS.build(data_cfg, split=split)
+    # readers pass these to read_image: a decompression bomb or a 1-px sliver is an error naming the file
+    dataset.image_limits = {"max_pixels": getattr(data_cfg, "max_pixels", 64_000_000),
+                            "min_side": getattr(data_cfg, "min_side", 8)}
+    return dataset
 
 
 __all__ = ["DATASETS", "FolderDataset", "Sample", "SegDataset", "build_dataset", "labels_from_mask", "read_gt"]

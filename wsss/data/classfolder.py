@@ -73,4 +73,4 @@ class ClassFolderDataset:
         return [self._label[image_id]]
 
     def load(self, image_id: str) -> Sample:
-        return Sample(image_id, read_image(self._paths[image_id]), None, self.labels(image_id))
+        return Sample(image_id, read_image(self._paths[image_id], **getattr(self, "image_limits", {})), None, self.labels(image_id))

@@ -104,7 +104,7 @@ class CocoDataset:
         from wsss.record import Box  # here: wsss.record imports wsss.data
 
         info = self._info[image_id]
-        image = read_image(self.image_dir / info["file_name"])
+        image = read_image(self.image_dir / info["file_name"], **getattr(self, "image_limits", {}))
         mask = check_mask(self.gt(image_id), image, self.ann_path.name + f" (image {image_id})",
                           len(self.class_names))
         boxes = []

@@ -112,7 +112,7 @@ class KvasirDataset:
     def load(self, image_id: str) -> Sample:
         from wsss.record import Box  # here: wsss.record imports wsss.data
 
-        image = read_image(self._images[image_id])
+        image = read_image(self._images[image_id], **getattr(self, "image_limits", {}))
         mask = self.gt(image_id)
         if mask is not None:
             check_mask(mask, image, self.mask_path(image_id), 2)

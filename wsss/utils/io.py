@@ -5,6 +5,7 @@ import contextlib
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,38 @@ import numpy as np
 from PIL import Image, ImageOps
 
 IGNORE_INDEX = 255
+
+# Decoded-size guards of read_image (config keys data.max_pixels / data.min_side). 64 MP is an 8000x8000 photo,
+# ~190 MB as RGB; PIL's own bomb check only errors above ~179 MP, far more than the pipeline can afford.
+DEFAULT_MAX_PIXELS = 64_000_000
+DEFAULT_MIN_SIDE = 8
+
+
+class ImageSizeError(ValueError):
+    """An image too large or too small for wsss; the message names the file and the config key."""
+
+
+_umask_lock = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS allows.
+
+    ``os.umask`` can only be read by setting it, which briefly changes it for every thread. Linux reports
+    it in /proc/self/status (race-free); elsewhere we set-and-restore under a lock, which serialises our own
+    writers but can still race with files another thread creates in that instant.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _umask_lock:
+        mask = os.umask(0o077)  # the most restrictive value, should a file slip through meanwhile
+        os.umask(mask)
+    return mask
 
 
 def voc_palette() -> list[int]:
@@ -39,6 +72,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        # mkstemp makes the file 0600 whatever the umask: give it the mode open() would have given it, so
+        # labels, checkpoints and exports are readable by whoever the umask allows (another account's trainer)
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -68,17 +104,56 @@ def json_line(record: dict) -> str:
     return json.dumps(record, default=_json_default) + "\n"
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read any image PIL understands as HxWx3 uint8 RGB, applying EXIF rotation.
+def check_image_size(path: str | os.PathLike, width: int, height: int, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                     min_side: int = DEFAULT_MIN_SIDE) -> None:
+    """Raise :class:`ImageSizeError` naming ``path`` when ``width`` x ``height`` is outside the limits.
 
-    Grayscale, RGBA, CMYK, palette and 16-bit inputs are converted; unreadable files raise
-    ``ValueError`` naming the file.
+    ``max_pixels`` None or <= 0 disables the upper limit.
     """
+    if max_pixels is not None and max_pixels > 0 and width * height > max_pixels:
+        raise ImageSizeError(
+            f"{path}: image is {width}x{height} px ({width * height / 1e6:.1f} megapixels), above the limit of "
+            f"{max_pixels / 1e6:g} megapixels; downscale it, or raise data.max_pixels (--set data.max_pixels=N)")
+    if min(width, height) < min_side:
+        raise ImageSizeError(f"{path}: image is {width}x{height} px; wsss needs at least {min_side} px on each side "
+                             "(data.min_side)")
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) from the file's header, without decoding the pixels (before EXIF rotation)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image not found: {path}")
     try:
         with Image.open(path) as im:
+            return im.size
+    except Image.DecompressionBombError as e:
+        raise ImageSizeError(f"{path}: {e}") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ValueError(f"cannot read image {path}: {e}. Re-export it as PNG or JPEG, or remove it.") from None
+
+
+def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+               min_side: int = DEFAULT_MIN_SIDE) -> np.ndarray:
+    """Read any image PIL understands as HxWx3 uint8 RGB, applying EXIF rotation.
+
+    Grayscale, RGBA, CMYK, palette and 16-bit inputs are converted; unreadable files raise
+    ``ValueError`` naming the file. The size is checked from the header before any pixel is decoded:
+    more than ``max_pixels`` pixels (config ``data.max_pixels``; None or <= 0: no wsss limit, PIL's
+    bomb check at ~179 MP still applies) or a side shorter
+    than ``min_side`` (``data.min_side``) raises :class:`ImageSizeError` (a ``ValueError``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image not found: {path}")
+    if max_pixels is not None and max_pixels > 0 and Image.MAX_IMAGE_PIXELS is not None \
+            and max_pixels > Image.MAX_IMAGE_PIXELS:
+        # a limit raised in the config must not be undercut by PIL's bomb check (it errors at twice this value);
+        # only ever raised, to a configured value, so concurrent readers cannot lower it for each other
+        Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        with Image.open(path) as im:  # lazy: only the header is read here
+            check_image_size(path, *im.size, max_pixels=max_pixels, min_side=min_side)
             im.load()
             im = ImageOps.exif_transpose(im)
             if im.mode in ("I;16", "I;16B", "I;16L", "I"):
@@ -89,6 +164,10 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
                 bg = Image.new("RGBA", im.size, (0, 0, 0, 255))
                 im = Image.alpha_composite(bg, im.convert("RGBA"))
             return np.ascontiguousarray(np.asarray(im.convert("RGB"), dtype=np.uint8))
+    except ImageSizeError:
+        raise
+    except Image.DecompressionBombError as e:  # PIL refused at open, before our check could name the key
+        raise ImageSizeError(f"{path}: {e}; raise data.max_pixels if the image is genuine") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ValueError(f"cannot read image {path}: {e}. Re-export it as PNG or JPEG, or remove it.") from None
 
