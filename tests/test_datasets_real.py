@@ -54,6 +54,29 @@ def test_voc_names_the_missing_folder_or_file(tmp_path: Path, missing: str) -> N
         _data("voc", tmp_path, "val")
 
 
+
+def test_voc_honours_its_own_classes_txt(tmp_path: Path) -> None:
+    voc = make_voc(tmp_path)
+    mine = ["background"] + [f"part{i}" for i in range(1, 21)]
+    (voc / "classes.txt").write_text("\n".join(mine) + "\n")
+    assert _data("voc", tmp_path, "train").class_names == mine  # not aeroplane, bicycle, ...
+    (voc / "classes.txt").write_text("background\npolyp\n")
+    ds = _data("voc", tmp_path, "train")
+    assert ds.class_names == ["background", "polyp"]
+    with pytest.raises(ValueError, match="SegmentationClass.*are not class indices"):  # masks hold classes 2..20
+        read_gt(ds, ds.ids[0])
+
+
+@pytest.mark.parametrize("missing", ["SegmentationClassAug", "ImageSets/Segmentation/train_aug.txt"])
+def test_voc_train_aug_missing_suggests_split_train(tmp_path: Path, missing: str) -> None:
+    voc = make_voc(tmp_path)
+    target = voc / missing
+    shutil.rmtree(target) if target.is_dir() else target.unlink()
+    with pytest.raises(FileNotFoundError, match=rf"{missing.split('/')[-1]}.*--set data\.split=train"):
+        _data("voc", tmp_path, "train_aug")
+    assert _data("voc", tmp_path, "train").ids  # the suggested split works
+
+
 # --- COCO --------------------------------------------------------------------------------------------------------
 def test_coco_semantic_masks_contiguous_ids_crowd_ignore_and_cache(tmp_path: Path) -> None:
     root = make_coco(tmp_path / "coco")
@@ -144,6 +167,38 @@ def test_folder_reads_labels_csv(tmp_path: Path, form: str) -> None:
     (root / "labels.csv").write_text(text.replace("dog", "dgo"))
     with pytest.raises(ValueError, match="labels.csv"):
         _data("folder", root, "train", ["data.folder.labels_file=labels.csv"])
+
+
+
+def _binary_folder(root: Path, classes: str, mask: np.ndarray) -> object:
+    from PIL import Image
+
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    Image.fromarray(np.zeros((*mask.shape, 3), np.uint8)).save(root / "images" / "a.png")
+    Image.fromarray(mask, mode="L").save(root / "masks" / "a.png")
+    (root / "classes.txt").write_text(classes)
+    return _data("folder", root, "all")
+
+
+def test_folder_reads_0_255_masks_as_binary_for_two_classes(tmp_path: Path) -> None:
+    mask = np.zeros((8, 8), np.uint8)
+    mask[2:6, 2:6] = 255  # as Kvasir-SEG and most binary tools save them
+    ds = _binary_folder(tmp_path / "two", "background\npolyp\n", mask)
+    s = ds.load("a")
+    assert (s.mask == (mask > 0)).all() and s.labels == [1]  # foreground, not all-ignore
+    assert (read_gt(ds, "a") == s.mask).all()
+    mask[0, 0] = 1  # a 0/1/255 mask: 255 keeps meaning ignore
+    ds = _binary_folder(tmp_path / "mixed", "background\npolyp\n", mask)
+    assert ds.gt("a")[3, 3] == 255 and ds.gt("a")[0, 0] == 1
+
+
+def test_folder_rejects_0_255_masks_in_a_multi_class_set(tmp_path: Path) -> None:
+    mask = np.zeros((8, 8), np.uint8)
+    mask[2:6, 2:6] = 255
+    ds = _binary_folder(tmp_path / "three", "background\ncat\ndog\n", mask)
+    with pytest.raises(ValueError, match=r"mask .*a\.png holds only 0 and 255.*two-class set.*255 means ignore"):
+        ds.load("a")
 
 
 # --- the shipped configs ----------------------------------------------------------------------------------------

@@ -129,3 +129,17 @@ def test_slide_and_tta_inference(model: str) -> None:
     assert (predict_tta(*args, TestOptions("slide", crop=96, stride=32))[0] == whole).all()
     slide, slide_scores = predict_tta(*args, TestOptions("slide", crop=64, stride=32, scales=(0.75, 1.0), flip=True))
     assert slide.shape == (64, 96) and np.isfinite(slide_scores).all()
+
+
+def test_existing_last_checkpoint_needs_resume_or_overwrite(tmp_path: Path) -> None:
+    cfg = load_config(REPO / "configs/quickstart.yaml", tiny_overrides(tmp_path / "syn", num_train=4)
+                      + ["train.epochs=1", "train.batch_size=4"])
+    last = tmp_path / "work/train/last.pth"
+    last.parent.mkdir(parents=True)
+    last.write_bytes(b"truncated chec")
+    with pytest.raises(FileExistsError, match="--resume.*--overwrite"):  # a plain rerun would replace it
+        train(cfg, tmp_path / "work")
+    with pytest.raises(ValueError, match=rf"{last}: not a readable checkpoint.*delete it or retrain"):
+        train(cfg, tmp_path / "work", resume=True)
+    train(cfg, tmp_path / "work", overwrite=True)
+    assert weights(last)  # started again and replaced the corrupt file

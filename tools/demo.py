@@ -18,11 +18,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from wsss.app.engine import DemoEngine  # noqa: E402
 from wsss.app.ui import build_app  # noqa: E402
 from wsss.runner import REPO_ROOT, add_config_args, setup  # noqa: E402
+from wsss.utils.cli import add_debug_arg, run_cli  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(parser, config_required=False)
+    add_debug_arg(parser)
     parser.add_argument("--photos", metavar="DIR", help="photo mode: configs/photos.yaml on the photos in DIR")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     parser.add_argument("--port", type=int, default=7860)
@@ -55,4 +57,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

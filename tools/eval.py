@@ -5,7 +5,8 @@
 DIR holds <id>.png class-index maps (palette or grayscale, 255 = ignore) for the images of the
 split; the ground truth comes from the config's data set. --maps scores continuous maps
 (<id>.npy in [0, 1], HxW or one per class KxHxW, or grayscale <id>.png) with F-beta ODS / OIS and MAE.
-Writes <work_dir>/eval.json, eval_per_class.csv, iou_per_class.png and confusion_matrix.png.
+Writes <work_dir>/eval.json, eval_per_class.csv, iou_per_class.png and confusion_matrix.png. An image
+whose ground-truth mask fails the reader's checks is left out, named, and listed under "skipped".
 """
 import argparse
 import sys
@@ -14,14 +15,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from wsss.data import build_dataset  # noqa: E402
-from wsss.evaluation import format_table  # noqa: E402
+from wsss.evaluation import CheckedGT, format_skipped, format_table  # noqa: E402
 from wsss.evaluation.report import evaluate_dir, write_report  # noqa: E402
 from wsss.runner import add_config_args, setup  # noqa: E402
+from wsss.utils.cli import add_debug_arg, run_cli  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(parser)
+    add_debug_arg(parser)
     group = parser.add_argument_group("evaluation")
     group.add_argument("--pred", help="folder of predicted label PNGs")
     group.add_argument("--maps", help="folder of continuous maps (<id>.npy or grayscale <id>.png) for ODS/OIS/MAE")
@@ -33,8 +36,9 @@ def main() -> None:
     for flag, folder in (("--pred", args.pred), ("--maps", args.maps)):
         if folder and not Path(folder).is_dir():
             raise SystemExit(f"{flag} {folder}: no such folder")
-    dataset = build_dataset(cfg.data, args.split or cfg.data.split)
+    dataset = CheckedGT(build_dataset(cfg.data, args.split or cfg.data.split))  # a bad mask skips its image
     metrics = evaluate_dir(args.pred, dataset, cfg.evaluation.pred_ignore, maps_dir=args.maps)
+    metrics["skipped"] = dataset.skipped
     if args.pred:
         print(format_table({Path(args.pred).name: metrics}, dataset.class_names, per_class=True))
         fg = metrics["labels_fg"]
@@ -46,9 +50,11 @@ def main() -> None:
         m = metrics["maps_fg"]
         print(f"maps: ODS {m['ODS']:.3f} (threshold {m['ODS_threshold']:.2f})  OIS {m['OIS']:.3f}  MAE {m['MAE']:.3f}"
               + (f"  ({m['missing']} images without a map)" if m["missing"] else ""))
+    if dataset.skipped:
+        print(format_skipped(dataset.skipped))
     paths = write_report(metrics, work_dir)
     print("report: " + ", ".join(str(p) for p in paths.values()))
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

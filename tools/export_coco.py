@@ -16,11 +16,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from wsss.data import build_dataset  # noqa: E402
 from wsss.pseudo.export_coco import export_coco  # noqa: E402
 from wsss.runner import add_config_args, setup  # noqa: E402
+from wsss.utils.cli import add_debug_arg, run_cli  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(parser)
+    add_debug_arg(parser)
     parser.add_argument("--out", help="output json (default: <work_dir>/<pseudo.out>/coco_pseudo.json)")
     parser.add_argument("--per-component", action="store_true", help="one annotation per connected component")
     parser.add_argument("--relative-to", help="write file_name relative to this folder")
@@ -40,4 +42,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -20,6 +20,7 @@ from wsss.data import build_dataset  # noqa: E402
 from wsss.masks.rcam import RCam  # noqa: E402
 from wsss.record import Resources  # noqa: E402
 from wsss.runner import add_config_args, setup  # noqa: E402
+from wsss.utils.cli import add_debug_arg, run_cli  # noqa: E402
 from wsss.utils.io import write_json_atomic, write_text_atomic  # noqa: E402
 from wsss.utils.runtime import resolve_device, seed_everything  # noqa: E402
 
@@ -27,6 +28,7 @@ from wsss.utils.runtime import resolve_device, seed_everything  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(parser)
+    add_debug_arg(parser)
     parser.add_argument("--split", help="data split to sweep (default: data.val_split)")
     parser.add_argument("--limit", type=int, help="first N images only")
     parser.add_argument("--iterations", type=int, default=1, help="GrabCut iterations (paper 001: 1)")
@@ -56,4 +58,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

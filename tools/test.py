@@ -13,9 +13,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from wsss.classifier.train import load_checkpoint  # noqa: E402
 from wsss.data import build_dataset  # noqa: E402
 from wsss.distributed import all_reduce_sum, barrier, cleanup, init_distributed, shard  # noqa: E402
 from wsss.evaluation import ConfusionMatrix, format_table, metrics_from_confusion  # noqa: E402
@@ -23,12 +23,14 @@ from wsss.runner import add_config_args, setup  # noqa: E402
 from wsss.train import build_model  # noqa: E402
 from wsss.train.inference import TestOptions, predict_tta  # noqa: E402
 from wsss.train.trainer import model_normalisation  # noqa: E402
+from wsss.utils.cli import add_debug_arg, run_cli  # noqa: E402
 from wsss.utils.io import write_json_atomic, write_label_png  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(parser)
+    add_debug_arg(parser)
     g = parser.add_argument_group("test")
     g.add_argument("--checkpoint", help="default: <work_dir>/<train.out>/best.pth")
     g.add_argument("--split", help="default: data.val_split")
@@ -46,7 +48,7 @@ def main() -> None:
         raise SystemExit(f"--checkpoint {ckpt}: not found (train first with tools/train.py)")
     dataset = build_dataset(cfg.data, split)
     model = build_model(cfg, len(dataset.class_names))
-    model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True)["model"])
+    model.load_state_dict(load_checkpoint(ckpt, ("model",))["model"])  # a corrupt file is named
     model = model.to(info.device).eval()
     mean, std = model_normalisation(cfg)
     opts = TestOptions(args.mode, args.crop, args.stride, tuple(args.scales), args.flip)
@@ -70,4 +72,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

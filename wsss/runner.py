@@ -58,28 +58,36 @@ def score_pseudo(cfg: Any, out_dir: Path) -> dict:
 def gen_pseudo_sharded(cfg: Any, work_dir: Path, desc: str = "pseudo-labels") -> tuple[Path, dict[str, dict]]:
     """Stage one under torchrun: each rank labels every N-th image on its own device with its own models
     and manifest part (so each rank resumes on its own); rank 0 merges the parts after a barrier.
-    Alone (no torchrun) it is :func:`gen_pseudo`. Returns the merged records on rank 0, {} elsewhere."""
+    Alone (no torchrun) it is :func:`gen_pseudo`. Returns the merged records on rank 0, {} elsewhere.
+
+    Rank 0 holds ``<out>/.lock`` for all ranks (the parts and the merge are one run's). If it cannot
+    (another run, a config mismatch, an unwritable folder) it raises before the first barrier, its
+    process exits and torchrun stops the other ranks, which have written nothing yet."""
     from wsss.distributed import barrier, init_distributed, shard
     from wsss.pseudo.manifest import is_labelled, merge_parts, read_manifest
-    from wsss.pseudo.pipeline import _check_same_config as check_same_config
+    from wsss.pseudo.pipeline import open_output_dir
 
     info = init_distributed(cfg.device)
     if not info.enabled:
         return gen_pseudo(cfg, work_dir, desc)
     dataset = build_dataset(cfg.data, cfg.data.split)
     out_dir = work_dir / cfg.pseudo.out
-    if info.is_main:  # validates (or records) the stage config once, before any rank writes labels
-        check_same_config(out_dir, cfg, cfg.pseudo.overwrite)
-    barrier(info)
-    merged = read_manifest(out_dir / "manifest.jsonl")  # finished by an earlier run, whatever its rank count
-    mine = [i for i in shard(dataset.ids, info) if cfg.pseudo.overwrite or not is_labelled(merged.get(i, {}))
-            or not (out_dir / "labels" / f"{i}.png").is_file()]
-    resources = Resources(cfg, dataset.class_names, work_dir, info.device)
-    generate_pseudo_labels(cfg, dataset, resources, out_dir, ids=mine, desc=f"{desc} [rank {info.rank}]",
-                           manifest_name=f"manifest.rank{info.rank}.jsonl")
-    barrier(info)
-    records: dict[str, dict] = {}
-    if info.is_main:
-        records = merge_parts(out_dir / "manifest.jsonl", sorted(out_dir.glob("manifest.rank*.jsonl")), dataset.ids)
-    barrier(info)
+    folder_lock = open_output_dir(out_dir, cfg) if info.is_main else None
+    try:
+        barrier(info)
+        merged = read_manifest(out_dir / "manifest.jsonl")  # finished by an earlier run, whatever its rank count
+        mine = [i for i in shard(dataset.ids, info) if cfg.pseudo.overwrite or not is_labelled(merged.get(i, {}))
+                or not (out_dir / "labels" / f"{i}.png").is_file()]
+        resources = Resources(cfg, dataset.class_names, work_dir, info.device)
+        generate_pseudo_labels(cfg, dataset, resources, out_dir, ids=mine, desc=f"{desc} [rank {info.rank}]",
+                               manifest_name=f"manifest.rank{info.rank}.jsonl", lock=False)
+        barrier(info)
+        records: dict[str, dict] = {}
+        if info.is_main:
+            records = merge_parts(out_dir / "manifest.jsonl", sorted(out_dir.glob("manifest.rank*.jsonl")),
+                                  dataset.ids)
+        barrier(info)
+    finally:
+        if folder_lock is not None:
+            folder_lock.release()
     return out_dir, records

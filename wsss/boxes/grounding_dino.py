@@ -31,8 +31,16 @@ def load_grounding_dino(model_id: str, device: torch.device) -> tuple[Any, Any]:
     if (model_id.startswith((".", "/", "~")) or model_id.count("/") != 1) and not Path(model_id).expanduser().is_dir():
         raise FileNotFoundError(f"boxes.grounding_dino.model: no Grounding-DINO folder at '{Path(model_id).resolve()}'. "
                                 f"Save one there ({PUBLISHED['grounding_dino']}) or give a hub id when online.")
-    model = GroundingDinoForObjectDetection.from_pretrained(model_id).to(device).eval()
-    return model, AutoProcessor.from_pretrained(model_id)
+    try:
+        model = GroundingDinoForObjectDetection.from_pretrained(model_id).to(device).eval()
+        processor = AutoProcessor.from_pretrained(model_id)
+    except OSError as e:  # offline hub id or incomplete folder: Hugging Face's message names neither key nor fix
+        reason = (str(e).strip().splitlines() or [""])[0][:200]
+        raise OSError(f"boxes.grounding_dino.model: cannot load Grounding-DINO '{model_id}' ({reason}). Offline, point "
+                      f"it at a local copy: a folder written by model.save_pretrained(DIR) and "
+                      f"processor.save_pretrained(DIR) from {PUBLISHED['grounding_dino']}, e.g. "
+                      f"--set boxes.grounding_dino.model=/path/to/grounding-dino-tiny") from e
+    return model, processor
 
 
 def detect(model: Any, processor: Any, image: Any, phrases: dict[int, str], box_threshold: float,

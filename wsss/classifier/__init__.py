@@ -14,7 +14,7 @@ import torch
 
 from wsss.classifier.backbones import BUNDLED_LITE0, LITE0_MEAN_STD, create_backbone, find_target_layer, normalisation
 from wsss.classifier.model import Classifier
-from wsss.classifier.train import default_checkpoint, train_classifier
+from wsss.classifier.train import default_checkpoint, load_checkpoint, train_classifier
 from wsss.registry import Registry
 
 CLASSIFIERS = Registry("classifier")
@@ -28,7 +28,7 @@ class TimmClassifierParams:
     input_size: int = 128
     output_stride: int = 16  # 16 doubles CAM resolution over 32 at little cost
     multilabel: bool = True
-    split: str = "train"
+    split: str | None = None  # default: data.split (the images stage one labels)
     epochs: int = 6
     batch_size: int = 32
     lr: float = 1e-3
@@ -56,7 +56,7 @@ def _timm(p: TimmClassifierParams, class_names: list[str], work_dir: str | Path,
     if not path.is_file():
         raise FileNotFoundError(f"classifier checkpoint {path} not found: train it first with "
                                 f"`python tools/train_classifier.py CONFIG` or set classifier.timm.checkpoint")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_checkpoint(path, ("class_names", "backbone", "num_outputs", "state_dict"))  # names a corrupt file
     if state["class_names"] != class_names:
         raise ValueError(f"{path} was trained for classes {state['class_names']}, the data set has {class_names}")
     model = create_backbone(state["backbone"], state["num_outputs"], None, state["output_stride"], state["input_size"])

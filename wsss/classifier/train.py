@@ -46,12 +46,39 @@ def default_checkpoint(work_dir: str | Path) -> Path:
     return Path(work_dir) / "classifier" / "classifier.pth"
 
 
+def load_checkpoint(path: str | Path, keys: tuple[str, ...] = ()) -> dict:
+    """A torch checkpoint dict holding ``keys``; a truncated, foreign or incomplete file is a ValueError naming it.
+
+    torch.load reports such files as RuntimeError, EOFError, UnpicklingError or even KeyError, none of
+    which names the path (the user cannot tell which of several .pth files to delete).
+    """
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
+        raise  # already name the path and mean something else than "corrupt"
+    except Exception as e:  # noqa: BLE001 - torch raises many unrelated types for one cause
+        reason = (str(e).strip().splitlines() or [""])[0][:160]
+        raise ValueError(f"{path}: not a readable checkpoint ({type(e).__name__}: {reason}); "
+                         "delete it or retrain") from e
+    missing = [k for k in keys if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise ValueError(f"{path}: not a checkpoint of this kind (no {missing[0]!r} entry); delete it or retrain")
+    return state
+
+
+def classifier_split(cfg: Any) -> str:
+    """``classifier.timm.split``, or ``data.split`` when unset: by default the classifier learns from the
+    image labels of the very images stage one (tools/gen_pseudo.py) labels, e.g. VOC's train_aug."""
+    return cfg.classifier.timm.split or cfg.data.split
+
+
 def train_classifier(cfg: Any, work_dir: str | Path) -> Path:
-    """Train ``classifier.timm`` on the labels of ``data`` (split ``classifier.timm.split``)."""
+    """Train ``classifier.timm`` on the labels of ``data`` (split: :func:`classifier_split`)."""
     p = cfg.classifier.timm
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
-    dataset = build_dataset(cfg.data, p.split)
+    dataset = build_dataset(cfg.data, classifier_split(cfg))
     mean, std = normalisation(p.pretrained)
     data = _LabelledImages(dataset, p.input_size, mean, std, train=True, seed=cfg.seed)
     loader = DataLoader(data, batch_size=p.batch_size, shuffle=True, num_workers=cfg.num_workers, drop_last=len(data) > p.batch_size,

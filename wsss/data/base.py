@@ -41,16 +41,31 @@ class SegDataset(Protocol):
 
 
 def read_gt(dataset: SegDataset, image_id: str) -> np.ndarray | None:
-    """An image's ground-truth class-index map: ``dataset.gt`` when the reader has one, else its mask PNG."""
-    gt = getattr(dataset, "gt", None)
-    if callable(gt):
-        return gt(image_id)
-    path = dataset.mask_path(image_id)
-    if path is None:
-        return None
-    from wsss.utils.io import read_label_png
+    """An image's checked ground-truth class-index map: ``dataset.gt`` when the reader has one, else its mask PNG.
 
-    return read_label_png(path)
+    Scoring reads masks here, not through ``load``: so the values get the readers' check here too (only
+    class indices or 255), and a bad mask is a ValueError naming its file rather than a confusion-matrix
+    error naming nothing.
+    """
+    reader_gt = getattr(dataset, "gt", None)
+    path = None
+    if callable(reader_gt):
+        gt = reader_gt(image_id)
+    else:
+        path = dataset.mask_path(image_id)
+        if path is None:
+            return None
+        from wsss.utils.io import read_label_png
+
+        gt = read_label_png(path)
+    if gt is None:
+        return None
+    k = len(dataset.class_names)
+    bad = np.setdiff1d(np.unique(gt), np.r_[np.arange(k), 255])
+    if bad.size:
+        where = path or dataset.mask_path(image_id) or f"ground truth of image '{image_id}'"
+        raise ValueError(f"{where}: values {bad.tolist()[:10]} are not class indices (0..{k - 1}) or 255")
+    return gt
 
 
 def labels_from_mask(mask: np.ndarray, num_classes: int) -> list[int]:

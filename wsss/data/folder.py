@@ -3,7 +3,8 @@
 Layout (only ``images/`` is required)::
 
     root/images/<id>.{png,jpg,jpeg,bmp,tif}
-    root/masks/<id>.png          class-index PNG (palette or grayscale), 255 = ignore
+    root/masks/<id>.png          class-index PNG (palette or grayscale), 255 = ignore; in a two-class set a
+                                 mask of only 0 and 255 is a binary mask (255 = the class), as Kvasir-SEG has
     root/labels.json             {"<id>": ["cat", "dog"], ...}  image-level labels
     root/labels.csv              or a CSV: header `image,labels` with labels joined by ';' (or '|'),
                                  or header `image,<class>,<class>...` with 0/1 columns (see wsss/data/labels_csv.py)
@@ -134,7 +135,17 @@ class FolderDataset:
             raise ValueError(f"{mask_path}: mask size {mask.shape[::-1]} differs from image size "
                              f"{image_shape[1::-1]} of {self._paths[image_id]}")
         names = self._label_names
-        bad = np.setdiff1d(np.unique(mask), np.r_[np.arange(len(names)), 255])
+        values = np.unique(mask)
+        if 255 in values and np.isin(values, (0, 255)).all():
+            # a binary 0/255 mask (Kvasir-SEG, most binary tools): as class indices it is all ignore, and
+            # the foreground would be lost without a word
+            if len(names) != 2:
+                raise ValueError(f"mask {mask_path} holds only 0 and 255: that is a binary object mask, which "
+                                 f"reads as 0/1 only for a two-class set (background + one class), and this set "
+                                 f"has {len(names)} classes; 255 means ignore. Save class indices 0..{len(names) - 1}")
+            mask = np.where(mask == 255, 1, mask).astype(np.uint8)
+            values = np.unique(mask)
+        bad = np.setdiff1d(values, np.r_[np.arange(len(names)), 255])
         if bad.size:
             raise ValueError(f"{mask_path}: values {bad.tolist()} are not class indices (0..{len(names) - 1}) or 255")
         if self.merge_classes:
@@ -142,7 +153,7 @@ class FolderDataset:
         return mask
 
     def load(self, image_id: str) -> Sample:
-        image = read_image(self._paths[image_id])
+        image = read_image(self._paths[image_id], **getattr(self, "image_limits", {}))
         mask = self.gt(image_id, image.shape)
         labels = self.labels(image_id)
         if labels is None and mask is not None:

@@ -7,6 +7,8 @@ Layout (``root`` may point at ``VOC2012``, at ``VOCdevkit`` or at the folder hol
     VOCdevkit/VOC2012/SegmentationClassAug/<id>.png   grayscale PNGs for train_aug (10,582 images)
     VOCdevkit/VOC2012/Annotations/<id>.xml            object boxes and names
     VOCdevkit/VOC2012/ImageSets/Segmentation/{train,val,train_aug}.txt
+    VOCdevkit/VOC2012/classes.txt                     optional: your own classes, one per line, background first
+                                                      (default: the 21 VOC classes)
 """
 from __future__ import annotations
 
@@ -42,6 +44,24 @@ def find_voc_root(root: str | Path) -> Path:
     return root
 
 
+def read_voc_classes(root: Path) -> list[str]:
+    """``<root>/classes.txt`` (one name per line, background first) when there is one, else the 21 VOC classes."""
+    path = root / "classes.txt"
+    if not path.is_file():
+        return list(VOC_CLASSES)
+    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if len(names) < 2:
+        raise ValueError(f"{path}: needs background plus at least one class, got {names}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"{path}: class names repeat: {sorted({n for n in names if names.count(n) > 1})}")
+    return names
+
+
+# train_aug needs the SBD extras, which a plain VOC2012 download lacks: say how to run without them
+_AUG_HINT = ("; split train_aug needs SegmentationClassAug/ and ImageSets/Segmentation/train_aug.txt (SBD, see "
+             "docs/datasets.md): without them use --set data.split=train")
+
+
 class VocDataset:
     def __init__(self, params: VocParams, split: str) -> None:
         self.p = params
@@ -50,13 +70,19 @@ class VocDataset:
         self.image_dir = require(self.root / "JPEGImages", "the JPEG images", name)
         mask_dir = params.mask_dir or ("SegmentationClassAug" if split == "train_aug" else "SegmentationClass")
         self.mask_dir = self.root / mask_dir
-        if params.labels_from == "mask":
-            require(self.mask_dir, f"class-index masks for split '{split}' (or set data.voc.labels_from: xml)", name)
         self.xml_dir = self.root / "Annotations"
         if params.labels_from == "xml":
             require(self.xml_dir, "the object annotations XML", name)
-        self.class_names = list(VOC_CLASSES)
-        self.ids = read_split_file(self.root / "ImageSets" / "Segmentation" / f"{split}.txt", name)
+        self.class_names = read_voc_classes(self.root)  # a VOC-layout set may bring its own classes
+        try:
+            if params.labels_from == "mask":
+                require(self.mask_dir, f"class-index masks for split '{split}' (or set data.voc.labels_from: xml)",
+                        name)
+            self.ids = read_split_file(self.root / "ImageSets" / "Segmentation" / f"{split}.txt", name)
+        except FileNotFoundError as e:
+            if split != "train_aug":
+                raise
+            raise FileNotFoundError(f"{e}{_AUG_HINT}") from None
         missing = [i for i in self.ids if not (self.image_dir / f"{i}.jpg").is_file()]
         if missing:
             raise FileNotFoundError(f"{name}: {len(missing)} ids of split '{split}' have no image, "
@@ -108,7 +134,7 @@ class VocDataset:
     def load(self, image_id: str) -> Sample:
         from wsss.record import Box  # here: wsss.record imports wsss.data
 
-        image = read_image(self.image_dir / f"{image_id}.jpg")
+        image = read_image(self.image_dir / f"{image_id}.jpg", **getattr(self, "image_limits", {}))
         mask = None
         path = self.mask_path(image_id)
         if path is not None:

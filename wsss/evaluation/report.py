@@ -71,7 +71,10 @@ def evaluate_dir(pred_dir: str | Path | None, dataset: SegDataset,
                 pred = np.zeros_like(gt)
             if pred.shape != gt.shape:
                 raise ValueError(f"{pred_path}: size {pred.shape[::-1]} differs from ground truth {gt.shape[::-1]}")
-            cm.update(pred, gt)
+            try:
+                cm.update(pred, gt)
+            except ValueError as e:  # the matrix knows no file names: say which image and prediction
+                raise ValueError(f"image '{image_id}' (prediction {pred_path}): {e}") from None
             hard = np.where(pred == IGNORE_INDEX, 0, pred)  # abstaining counts as background here
             label_fg.update((hard > 0).astype(np.float64), np.where(gt == IGNORE_INDEX, gt, gt > 0))
             for c in set(np.unique(gt).tolist()) | set(np.unique(hard).tolist()):

@@ -37,10 +37,19 @@ def read_manifest(path: str | Path) -> dict[str, dict]:
 
 
 class ManifestWriter:
+    """Appends one JSON line per record, flushed and fsynced (a hard kill loses at most the line being written)."""
+
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = open(self.path, "a")
+        # a crash mid-write leaves a last line without its newline: end it, or our first record would be
+        # glued onto it and lost with it when read back
+        if self._fh.tell() > 0:
+            with open(self.path, "rb") as f:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    self._fh.write("\n")
 
     def append(self, record: dict) -> None:
         self._fh.write(json_line(record))

@@ -2,12 +2,18 @@
 
 Outputs under ``out_dir``: ``labels/<id>.png`` (VOC palette, 255 = ignore), ``manifest.jsonl``
 and ``overlays/<id>.jpg`` for the first few images. Finished images are skipped on a rerun, so an
-interrupted run resumes where it stopped.
+interrupted run resumes where it stopped. ``.lock`` keeps a second run out while one works there;
+``stage_config.yaml`` (written with the first label) keeps labels of two configs apart.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+import tempfile
 import traceback
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +27,15 @@ from wsss.config import to_dict
 from wsss.data import SegDataset
 from wsss.labels import LABEL_SOURCES
 from wsss.masks import REFINERS
+from wsss.pseudo.lock import FolderLock
 from wsss.pseudo.manifest import ManifestWriter, compact, is_labelled, read_manifest
+from wsss.pseudo.working_size import process_at_working_size
 from wsss.record import Record, Resources
 from wsss.utils.io import write_image, write_label_png, write_text_atomic
 from wsss.utils.runtime import seed_everything, timed
 from wsss.viz import draw_boxes, heatmap, overlay, panel
 
-STAGE_KEYS = ("classifier", "labels", "cam", "boxes", "masks")
+STAGE_KEYS = ("classifier", "labels", "cam", "boxes", "masks")  # with pseudo.max_side: what shapes a label
 
 
 class PseudoLabeler:
@@ -54,20 +62,137 @@ class PseudoLabeler:
 
 
 def stage_config(cfg: Any) -> dict:
-    return {k: to_dict(getattr(cfg, k)) for k in STAGE_KEYS}
+    """The settings a label depends on: the stage sections, and the working size the models see."""
+    return {k: to_dict(getattr(cfg, k)) for k in STAGE_KEYS} | {"max_side": cfg.pseudo.max_side}
+
+
+class ConfigMismatch(RuntimeError):
+    """The output folder holds labels made with other stage settings (a usage error: exit code 2)."""
+
+
+# errno values that mean "this machine / folder cannot take our outputs", never "this image is bad"
+ENV_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EROFS, errno.EDQUOT})
+# ... of which these are environmental wherever they happen (a stage's cache, torch's temp files)
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EDQUOT})
+_ADVICE = {errno.EACCES: "check the permissions of the work dir (or choose another --work-dir)",
+           errno.EPERM: "check the permissions of the work dir (or choose another --work-dir)",
+           errno.ENOSPC: "free disk space on its file system (or choose another --work-dir)",
+           errno.EDQUOT: "free space within your disk quota (or choose another --work-dir)",
+           errno.EROFS: "the file system is read-only: choose another --work-dir"}
+
+
+class EnvironmentFault(OSError):
+    """The run cannot write its outputs (permissions, disk full, read-only file system).
+
+    Not a fault of one image: the run stops at once instead of recording every image as failed.
+    ``str()`` is one line naming the path and what to do; ``errno`` and ``path`` are kept.
+    """
+
+    def __init__(self, path: str | Path, cause: OSError) -> None:
+        reason = cause.strerror or str(cause)
+        advice = _ADVICE.get(cause.errno or 0, "check the work dir's permissions and free space")
+        super().__init__(f"cannot write {path}: {reason}; {advice}")
+        self.errno = cause.errno
+        self.path = Path(path)
+
+
+def is_environment_error(e: BaseException, writing: bool = True) -> bool:
+    """True for an OSError that no other image would escape: while ``writing`` outputs any of
+    ``ENV_ERRNOS`` (and PermissionError); elsewhere only a full or read-only disk."""
+    if isinstance(e, EnvironmentFault):
+        return True
+    if not isinstance(e, OSError):
+        return False
+    if writing:
+        return isinstance(e, PermissionError) or e.errno in ENV_ERRNOS
+    return e.errno in _DISK_ERRNOS
+
+
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """Turn an environmental OSError raised while writing ``path`` into an :class:`EnvironmentFault`."""
+    try:
+        yield
+    except OSError as e:
+        if isinstance(e, EnvironmentFault) or not is_environment_error(e):
+            raise
+        raise EnvironmentFault(path, e) from e
+
+
+def _probe_writable(folder: Path) -> None:
+    """Fail before any model loads when ``folder`` cannot take a file (rather than after the first image)."""
+    with _writing(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".write-test-")
+        try:
+            os.write(fd, b"x")
+        finally:
+            os.close(fd)
+            os.unlink(tmp)
+
+
+def _holds_labels(out_dir: Path) -> bool:
+    labels = out_dir / "labels"
+    return labels.is_dir() and any(not p.name.startswith(".") for p in labels.glob("*.png"))
 
 
 def _check_same_config(out_dir: Path, cfg: Any, overwrite: bool) -> None:
-    """Refuse to mix results of two configs in one output folder."""
+    """Refuse to mix labels of two configs in one output folder.
+
+    Only checks: the config is recorded by :func:`_record_config` once the first label is written, and
+    a folder without labels accepts any config, so a run that failed before labelling anything (a wrong
+    checkpoint path, say) does not block its corrected rerun.
+    """
     path = out_dir / "stage_config.yaml"
+    if overwrite or not path.is_file() or not _holds_labels(out_dir):
+        return
+    previous = yaml.safe_load(path.read_text()) or {}
     current = stage_config(cfg)
-    if path.is_file() and not overwrite:
-        previous = yaml.safe_load(path.read_text())
-        if previous != current:
-            changed = [k for k in STAGE_KEYS if previous.get(k) != current.get(k)]
-            raise RuntimeError(f"{out_dir} holds pseudo-labels made with a different {', '.join(changed)} config; "
-                               "use another --work-dir, or --set pseudo.overwrite=true to redo them")
-    write_text_atomic(path, yaml.safe_dump(current, sort_keys=False))
+    if previous != current:
+        changed = [k for k in (*STAGE_KEYS, "max_side") if previous.get(k) != current.get(k)]
+        raise ConfigMismatch(f"{out_dir} holds pseudo-labels made with a different {', '.join(changed)} config; "
+                             "use another --work-dir, or --set pseudo.overwrite=true to redo them")
+
+
+def _record_config(out_dir: Path, cfg: Any) -> None:
+    path = out_dir / "stage_config.yaml"
+    text = yaml.safe_dump(stage_config(cfg), sort_keys=False)
+    if not path.is_file() or path.read_text() != text:
+        with _writing(path):
+            write_text_atomic(path, text)
+
+
+def _remove_stale_temps(out_dir: Path) -> None:
+    """Temp files of atomic writes cut short by a hard kill (``.<name>.<random>.tmp.<ext>``).
+
+    Only safe while holding the folder lock: no other process is writing then.
+    """
+    for folder in (out_dir, out_dir / "labels", out_dir / "overlays"):
+        if folder.is_dir():
+            for p in folder.glob(".*.tmp.*"):
+                with contextlib.suppress(OSError):
+                    p.unlink()
+
+
+def open_output_dir(out_dir: Path, cfg: Any, lock: bool = True) -> FolderLock | None:
+    """Everything checked before any model loads: the folder lock (returned, to release), that the
+    folder is writable, that it holds no labels of another config; then leftovers of a killed run go."""
+    folder_lock = FolderLock(out_dir) if lock else None
+    if folder_lock is not None:
+        with _writing(folder_lock.path):
+            folder_lock.acquire()
+    try:
+        _probe_writable(out_dir / "labels")
+        if cfg.pseudo.overlays:
+            _probe_writable(out_dir / "overlays")
+        _check_same_config(out_dir, cfg, cfg.pseudo.overwrite)
+        if folder_lock is not None:
+            _remove_stale_temps(out_dir)
+    except BaseException:
+        if folder_lock is not None:
+            folder_lock.release()
+        raise
+    return folder_lock
 
 
 def write_overlay(path: Path, rec: Record, class_names: list[str], cam_name: str = "CAM", boxes: bool = True) -> None:
@@ -92,34 +217,59 @@ def write_overlay(path: Path, rec: Record, class_names: list[str], cam_name: str
 
 def generate_pseudo_labels(cfg: Any, dataset: SegDataset, resources: Resources, out_dir: str | Path,
                            ids: list[str] | None = None, desc: str = "pseudo-labels",
-                           manifest_name: str = "manifest.jsonl") -> dict[str, dict]:
+                           manifest_name: str = "manifest.jsonl", lock: bool = True) -> dict[str, dict]:
     """Run stage one over ``ids`` (default: the whole split); returns the manifest records.
 
-    ``manifest_name`` lets each torchrun rank append to its own part (merged by rank 0 at the end).
+    ``manifest_name`` lets each torchrun rank append to its own part (merged by rank 0 at the end);
+    ``lock=False`` when the caller holds ``<out_dir>/.lock`` already (rank 0 does, for all ranks).
+
+    A bad image (``ValueError`` naming the file, or any other per-image failure) is recorded with status
+    ``error`` and the run goes on. An environment fault (:class:`EnvironmentFault`: the outputs cannot be
+    written) stops the run at once, as do errors while building the stages (missing model or checkpoint);
+    another run on ``out_dir`` raises :class:`~wsss.pseudo.lock.LockHeld` before any work.
     """
     out_dir = Path(out_dir)
-    _check_same_config(out_dir, cfg, cfg.pseudo.overwrite)
+    folder_lock = open_output_dir(out_dir, cfg, lock)
+    try:
+        return _label_all(cfg, dataset, resources, out_dir, ids, desc, manifest_name)
+    finally:
+        if folder_lock is not None:
+            folder_lock.release()
+
+
+def _label_all(cfg: Any, dataset: SegDataset, resources: Resources, out_dir: Path, ids: list[str] | None,
+               desc: str, manifest_name: str) -> dict[str, dict]:
     manifest_path = out_dir / manifest_name
     ids = list(dataset.ids if ids is None else ids)
     done = read_manifest(manifest_path)
     todo = [i for i in ids if cfg.pseudo.overwrite or not (is_labelled(done.get(i, {}))
                                                             and (out_dir / "labels" / f"{i}.png").is_file())]
-    labeler = PseudoLabeler(cfg, resources)
+    labeler = PseudoLabeler(cfg, resources)  # models load here: a missing checkpoint stops the run before the loop
     overlay_ids = set(ids[: cfg.pseudo.overlays])
-    writer = ManifestWriter(manifest_path)
+    config_recorded = False
+    with _writing(manifest_path):
+        writer = ManifestWriter(manifest_path)
     try:
         for image_id in tqdm(todo, desc=desc, unit="img", initial=len(ids) - len(todo), total=len(ids)):
             record: dict[str, Any] = {"image": image_id}
+            label_path = out_dir / "labels" / f"{image_id}.png"
             try:
                 # seeded per image: the result does not depend on the order, a resume or the rank's shard
                 seed_everything(cfg.seed + zlib.crc32(image_id.encode()) % 2**31)
                 rec = Record(dataset.load(image_id))
-                labeler.process(rec)
-                write_label_png(out_dir / "labels" / f"{image_id}.png", rec.label_map)
+                # big photos run through the models as a downscaled copy; the label map comes back at native size
+                rec = process_at_working_size(labeler.process, rec, cfg.pseudo.max_side)
+                with _writing(label_path):
+                    write_label_png(label_path, rec.label_map)
+                if not config_recorded:  # the first label makes the folder this config's
+                    _record_config(out_dir, cfg)
+                    config_recorded = True
                 if image_id in overlay_ids:
-                    write_overlay(out_dir / "overlays" / f"{image_id}.jpg", rec, dataset.class_names,
-                                  "rCAM" if cfg.cam.name == "rcam" else f"CAM ({cfg.cam.gradcam.method})",
-                                  cfg.boxes.name != "none")
+                    overlay_path = out_dir / "overlays" / f"{image_id}.jpg"
+                    with _writing(overlay_path):
+                        write_overlay(overlay_path, rec, dataset.class_names,
+                                      "rCAM" if cfg.cam.name == "rcam" else f"CAM ({cfg.cam.gradcam.method})",
+                                      cfg.boxes.name != "none")
                 status = "low_confidence" if "low_confidence" in rec.extras else "ok"
                 record |= {"status": status, "label": f"labels/{image_id}.png", "classes": rec.classes,
                            "scores": {str(c): round(s, 4) for c, s in rec.scores.items()},
@@ -127,13 +277,18 @@ def generate_pseudo_labels(cfg: Any, dataset: SegDataset, resources: Resources, 
                            "timings": rec.timings, "error": None}
                 if rec.extras:  # stage outputs such as the ROAD score of each CAM
                     record["extras"] = rec.extras
-            except (KeyboardInterrupt, SystemExit):
+            except (KeyboardInterrupt, SystemExit, EnvironmentFault):
                 raise
-            except Exception as e:  # a bad image is recorded and the run goes on
+            except Exception as e:
+                if is_environment_error(e, writing=False):  # a full disk is no image's fault
+                    raise EnvironmentFault(getattr(e, "filename", None) or out_dir, e) from e
+                # a bad image is recorded and the run goes on
                 record |= {"status": "error", "error": f"{type(e).__name__}: {e}",
                            "trace": traceback.format_exc(limit=3)}
                 tqdm.write(f"skipped {image_id}: {record['error']}")
-            writer.append(record)
+            with _writing(manifest_path):
+                writer.append(record)
     finally:
         writer.close()
-    return compact(manifest_path, ids)
+    with _writing(manifest_path):
+        return compact(manifest_path, ids)

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from wsss.classifier.backbones import normalisation
+from wsss.classifier.train import load_checkpoint
 from wsss.data import SegDataset, build_dataset
 from wsss.distributed import DistInfo, all_reduce_sum, barrier, broadcast_buffers, init_distributed, shard
 from wsss.evaluation import ConfusionMatrix, metrics_from_confusion
@@ -160,16 +161,21 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB -> MiB (process peak RSS)
 
 
-def train(cfg: Any, work_dir: str | Path, resume: bool = False) -> dict:
+def train(cfg: Any, work_dir: str | Path, resume: bool = False, overwrite: bool = False) -> dict:
     """Train ``cfg.model`` on pseudo-labels of ``data.split``; returns the final val metrics.
 
-    Under torchrun every rank calls this; rank 0 writes checkpoints, logs and the progress bar.
+    Over an existing ``last.pth`` it needs ``resume`` (continue) or ``overwrite`` (start again): a plain
+    rerun would silently replace hours of training. Under torchrun every rank calls this; rank 0 writes
+    checkpoints, logs and the progress bar.
     """
     p = cfg.train
-    info = init_distributed(cfg.device)
-    device = info.device
     work_dir = Path(work_dir)
     out = work_dir / p.out
+    if not resume and not overwrite and (out / "last.pth").is_file():  # before any work, so nothing is touched
+        raise FileExistsError(f"{out / 'last.pth'} exists: pass --resume to continue that run, or --overwrite to "
+                              "start again and replace it (or choose another --work-dir)")
+    info = init_distributed(cfg.device)
+    device = info.device
     seed_everything(cfg.seed)
     train_set = build_dataset(cfg.data, cfg.data.split)
     val_set = build_dataset(cfg.data, cfg.data.val_split)
@@ -190,7 +196,7 @@ def train(cfg: Any, work_dir: str | Path, resume: bool = False) -> dict:
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     start_epoch, best, history = 0, -1.0, []
     if resume and (out / "last.pth").is_file():
-        state = torch.load(out / "last.pth", map_location="cpu", weights_only=True)
+        state = load_checkpoint(out / "last.pth", ("model", "optimizer", "epoch", "best_miou", "history"))
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         if state.get("scaler"):
