@@ -1,7 +1,10 @@
 """torchrun helpers: one process per GPU (nccl) or per CPU worker (gloo), a no-op when run alone.
 
 torchrun sets ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``; without them everything here behaves as
-a single process (rank 0 of 1) and never touches ``torch.distributed``.
+a single process (rank 0 of 1) and never touches ``torch.distributed``. On several nodes the global rank
+says nothing about the GPU: a process always takes ``cuda:<LOCAL_RANK>`` of its own node. With the c10d
+rendezvous torchrun ignores ``--node-rank`` and numbers the nodes itself, so global rank 0 (checkpoints,
+the merged manifest, the stage-one lock) may sit on any node, and on another one after a restart.
 """
 from __future__ import annotations
 
@@ -52,6 +55,13 @@ def init_distributed(device: str = "auto") -> DistInfo:
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
     return DistInfo(rank, world, local_rank, dev)
+
+
+def job_id() -> str | None:
+    """torchrun's ``--rdzv-id`` (``TORCHELASTIC_RUN_ID``), the same for every attempt of one job; None when
+    not under torchrun or left at torchrun's default ``none`` (which every job shares, so names none)."""
+    run_id = os.environ.get("TORCHELASTIC_RUN_ID", "").strip()
+    return run_id if run_id and run_id != "none" else None
 
 
 def barrier(info: DistInfo) -> None:

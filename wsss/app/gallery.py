@@ -7,6 +7,7 @@ server-side list, so no user-supplied path or id is ever opened.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import cv2
 import numpy as np
@@ -18,11 +19,30 @@ ALL_CLASSES = "all"
 
 
 class GalleryIndex:
-    def __init__(self, datasets: dict[str, SegDataset], page_size: int = 12, thumb: int = 160) -> None:
+    def __init__(self, datasets: dict[str, SegDataset], page_size: int = 12, thumb: int = 160,
+                 order: Mapping[str, float] | None = None, descending: bool = False) -> None:
         self.datasets = datasets
         self.page_size = page_size
         self.thumb = thumb
         self._ids: dict[tuple[str, str], list[str]] = {}
+        self._order: dict[str, float] = {}
+        self._descending = False
+        self.sort_by(order, descending)
+
+    def sort_by(self, order: Mapping[str, float] | None, descending: bool = False) -> None:
+        """Order every list by ``order`` ({id: value}, e.g. the pseudo-label quality estimate): lowest first
+        (worst first for a review), or highest with ``descending``. Ids missing from ``order`` follow, in
+        data-set order. ``None`` restores data-set order."""
+        self._order = {str(k): float(v) for k, v in (order or {}).items()}
+        self._descending = descending
+        self._ids.clear()  # cached lists were built in the old order
+
+    def _sorted(self, ids: list[str]) -> list[str]:
+        if not self._order:
+            return ids
+        sign = -1.0 if self._descending else 1.0
+        known = sorted((i for i in ids if i in self._order), key=lambda i: sign * self._order[i])  # stable on ties
+        return known + [i for i in ids if i not in self._order]
 
     def splits(self) -> list[str]:
         return list(self.datasets)
@@ -38,12 +58,12 @@ class GalleryIndex:
         if key not in self._ids:
             ds = self.datasets[split]
             if cls == ALL_CLASSES:
-                self._ids[key] = list(ds.ids)
+                self._ids[key] = self._sorted(list(ds.ids))
             else:
                 if cls not in ds.class_names:
                     raise KeyError(f"unknown class '{cls}'; choose one of {ds.class_names[1:]}")
                 c = ds.class_names.index(cls)
-                self._ids[key] = [i for i in ds.ids if c in (ds.labels(i) or [])]
+                self._ids[key] = self._sorted([i for i in ds.ids if c in (ds.labels(i) or [])])
         return self._ids[key]
 
     def num_pages(self, split: str, cls: str) -> int:

@@ -29,6 +29,7 @@ from wsss.labels import LABEL_SOURCES
 from wsss.masks import REFINERS
 from wsss.pseudo.lock import FolderLock
 from wsss.pseudo.manifest import ManifestWriter, compact, is_labelled, read_manifest
+from wsss.pseudo.quality import manifest_quality
 from wsss.pseudo.working_size import process_at_working_size
 from wsss.record import Record, Resources
 from wsss.utils.io import write_image, write_label_png, write_text_atomic
@@ -277,6 +278,7 @@ def _label_all(cfg: Any, dataset: SegDataset, resources: Resources, out_dir: Pat
                            "timings": rec.timings, "error": None}
                 if rec.extras:  # stage outputs such as the ROAD score of each CAM
                     record["extras"] = rec.extras
+                record["quality"] = manifest_quality(rec)  # the review queue ranks by quality.estimate
             except (KeyboardInterrupt, SystemExit, EnvironmentFault):
                 raise
             except Exception as e:
