@@ -155,12 +155,13 @@ def test_imagenet_classifier_maps_words_and_falls_back_to_object() -> None:
     from wsss.classifier.imagenet_names import imagenet_class_names
 
     names = imagenet_class_names()
-    groups = imagenet_class_groups(["background", "cat", "object"], {})
+    groups, objects = imagenet_class_groups(["background", "cat", "object"], {})
     assert {"tabby", "Persian cat", "Egyptian cat"} <= {names[i] for i in groups[1]}
-    assert groups[2] == list(range(1000))
+    assert groups[2] == list(range(1000)) and objects == (2,)
     with pytest.raises(ValueError, match="classifier.imagenet_lite0: class 'xyzzy' matches no ImageNet category"):
         imagenet_class_groups(["background", "xyzzy"], {})
-    assert imagenet_class_groups(["background", "xyzzy"], {}, unmapped="object")[1] == list(range(1000))
+    groups, objects = imagenet_class_groups(["background", "xyzzy"], {}, unmapped="object")
+    assert groups[1] == list(range(1000)) and objects == (1,)
 
 
 def write_photos(folder: Path, n: int = 3) -> None:

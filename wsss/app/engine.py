@@ -123,20 +123,13 @@ def road_score(
     classifier: Any, image: np.ndarray, cam: np.ndarray, cls: int, percentiles: tuple[int, ...] = ROAD_PERCENTILES
 ) -> float:
     """ROAD (remove and debias, combined) of one CAM, with the class probability as the score."""
-    from pytorch_grad_cam.metrics.road import ROADCombined
+    from wsss.cam.gradcam import probability_target
+    from wsss.cam.road import road_scores
 
     x = classifier.preprocess([image])
     size = x.shape[-1]
     small = cv2.resize(cam.astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR)[None]
-    idx = classifier.class_groups[cls]
-
-    def target(output: torch.Tensor) -> torch.Tensor:
-        return classifier.probabilities(output[None])[0, idx].max()
-
-    with torch.no_grad():
-        return float(
-            np.asarray(ROADCombined(percentiles=list(percentiles))(x, small, [target], classifier.model)).ravel()[0]
-        )
+    return float(road_scores(classifier.model, x, small, [probability_target(classifier, cls)], percentiles)[0])
 
 
 def _release(stage: Any) -> None:

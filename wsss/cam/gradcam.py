@@ -11,6 +11,7 @@ import torch
 from wsss.cam.layers import resolve_target_layer
 from wsss.cam.methods import build_cam, cam_method_names, run_cam
 from wsss.cam.road import road_scores
+from wsss.classifier.model import cached_output_probabilities
 from wsss.record import Record, Resources
 
 __all__ = ["GradCamParams", "GradCamStage", "cam_method_names", "probability_target"]
@@ -34,13 +35,11 @@ class GradCamParams:
 
 
 def probability_target(classifier: object, cls: int) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Class ``cls``'s probability (sigmoid or softmax over the logits), for ROAD."""
-    idx = classifier.class_groups[cls]
-    multilabel = classifier.multilabel
+    """Class ``cls``'s probability for ROAD, by the same rule the labels use (``Classifier.class_probability``)."""
 
     def score(output: torch.Tensor) -> torch.Tensor:
-        p = torch.sigmoid(output) if multilabel else torch.softmax(output, dim=-1)
-        return p[..., idx].max(dim=-1).values
+        rows = classifier.probabilities(output.reshape(-1, output.shape[-1]))
+        return torch.tensor([classifier.class_probability(r, cls) for r in rows]).reshape(output.shape[:-1])
 
     return score
 
@@ -61,13 +60,12 @@ class GradCamStage:
         if not rec.classes:
             return {}
         x1 = self.classifier.preprocess([rec.image], self.p.input_size)
-        probs = None
-        if set(rec.classes) & set(getattr(self.classifier, "object_classes", ())):
-            with torch.no_grad():  # an object class's targets are this image's top outputs
-                probs = self.classifier.probabilities(self.classifier.model(x1))[0].cpu()
+        probs = None  # an object class's targets are this image's top outputs
+        if set(rec.classes) & set(self.classifier.object_classes):
+            probs = cached_output_probabilities(self.classifier, rec.image, rec.cache, self.p.input_size)
         owners, targets = [], []
         for c in rec.classes:
-            ts = self.classifier.cam_targets(c, probs) if hasattr(self.classifier, "cam_targets") else [self.classifier.target(c)]
+            ts = self.classifier.cam_targets(c, probs)
             owners += [c] * len(ts)
             targets += ts
         x = x1.repeat(len(targets), 1, 1, 1)

@@ -76,8 +76,7 @@ def imagenet_categories() -> list[str]:
 
 @CLASSIFIERS.register("imagenet_lite0", params=ImagenetLite0Params)
 def _imagenet_lite0(p: ImagenetLite0Params, class_names: list[str], work_dir: str | Path, device: torch.device) -> Classifier:
-    groups = imagenet_class_groups(class_names, p.class_map, p.object_class, p.unmapped)
-    objects = tuple(c for c, idx in groups.items() if len(idx) == 1000)
+    groups, objects = imagenet_class_groups(class_names, p.class_map, p.object_class, p.unmapped)
     model = create_backbone("tf_efficientnet_lite0", 1000, None)
     from wsss.classifier.backbones import load_lite0_imagenet
 
@@ -89,23 +88,28 @@ def _imagenet_lite0(p: ImagenetLite0Params, class_names: list[str], work_dir: st
 
 
 def imagenet_class_groups(class_names: list[str], class_map: dict[str, list[str]], object_class: str = "object",
-                          unmapped: str = "error") -> dict[int, list[int]]:
-    """Data-set class index -> the ImageNet outputs standing for it (all 1000 for an object class)."""
+                          unmapped: str = "error") -> tuple[dict[int, list[int]], tuple[int, ...]]:
+    """(data-set class index -> the ImageNet outputs standing for it, the object classes).
+
+    An object class (``object_class``, or with ``unmapped='object'`` a word that maps to nothing) stands
+    for all 1000 outputs; its CAM and probability come from the image's top-k (``Classifier.object_classes``).
+    """
     from wsss.classifier.imagenet_names import map_class_words
 
-    everything = list(range(1000))
     groups: dict[int, list[int]] = {}
+    objects: list[int] = []
     for c, name in enumerate(class_names[1:], start=1):
         if name == object_class and name not in class_map:
-            groups[c] = everything
+            objects.append(c)
             continue
         try:
             groups[c] = map_class_words([name], overrides=class_map)[name]
         except ValueError as e:
             if unmapped != "object" or name in class_map:
                 raise ValueError(f"classifier.imagenet_lite0: {e}") from None
-            groups[c] = everything
-    return groups
+            objects.append(c)
+    groups |= {c: list(range(1000)) for c in objects}
+    return dict(sorted(groups.items())), tuple(objects)
 
 
 def build_classifier(cfg: Any, class_names: list[str], work_dir: str | Path, device: torch.device) -> Classifier:

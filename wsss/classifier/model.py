@@ -47,9 +47,9 @@ class Classifier:
         return torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, dim=1)
 
     @torch.no_grad()
-    def output_probabilities(self, images: list[np.ndarray]) -> torch.Tensor:
-        """``(N, outputs)`` probabilities of the network's own outputs."""
-        return self.probabilities(self.model(self.preprocess(images))).cpu()
+    def output_probabilities(self, images: list[np.ndarray], size: int | None = None) -> torch.Tensor:
+        """``(N, outputs)`` probabilities of the network's own outputs (input ``size``: default the training size)."""
+        return self.probabilities(self.model(self.preprocess(images, size))).cpu()
 
     def class_probability(self, probs: torch.Tensor | np.ndarray, cls: int) -> float:
         """Data-set class ``cls``'s probability from one image's output probabilities."""
@@ -89,3 +89,12 @@ def output_target(idx: list[int]) -> Callable[[torch.Tensor], torch.Tensor]:
         return output[..., idx].max(dim=-1).values
 
     return score
+
+
+def cached_output_probabilities(classifier: Classifier, image: np.ndarray, cache: dict, size: int | None = None) -> torch.Tensor:
+    """``classifier``'s output probabilities for ``image`` at ``size``, kept in ``cache`` (a record's): the
+    labels stage and the CAM stage of an object class need the same forward pass."""
+    key = ("output_probs", size or classifier.input_size)
+    if key not in cache:
+        cache[key] = classifier.output_probabilities([image], size)[0]
+    return cache[key]

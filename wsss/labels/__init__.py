@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from wsss.classifier.model import cached_output_probabilities
 from wsss.record import Record, Resources
 from wsss.registry import Registry
 
@@ -43,7 +44,8 @@ class ClassifierLabels:
         self.classifier = resources.classifier
 
     def __call__(self, rec: Record) -> tuple[list[int], dict[int, float]]:
-        probs = self.classifier.predict([rec.image])[0]
+        out = cached_output_probabilities(self.classifier, rec.image, rec.cache)  # the CAM stage reuses it
+        probs = {c: self.classifier.class_probability(out, c) for c in self.classifier.class_groups}
         ranked = sorted(probs, key=probs.get, reverse=True)
         keep = [c for c in ranked if probs[c] >= self.p.threshold]
         if not keep and self.p.at_least_one:
