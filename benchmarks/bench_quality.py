@@ -35,6 +35,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from wsss.classifier import get_classifier  # noqa: E402
 from wsss.config import load_config  # noqa: E402
 from wsss.data import build_dataset  # noqa: E402
 from wsss.evaluation.metrics import ConfusionMatrix  # noqa: E402
@@ -70,7 +71,7 @@ class PlainBaseline:
     def __init__(self, resources: Resources, per_class: bool) -> None:
         from pytorch_grad_cam import GradCAM
 
-        self.clf = resources.classifier
+        self.clf = get_classifier(resources)
         self.cam = GradCAM(self.clf.model, [self.clf.model.get_submodule("conv_head")])
         self.per_class = per_class
 

@@ -21,11 +21,11 @@ def _run(name: str, images: int, size: int, backbone: str, queue: mp.Queue) -> N
     import numpy as np
     import torch
 
-    from wsss.classifier.backbones import create_backbone, find_target_layer
     from wsss.classifier.model import Classifier
-    from wsss.data.base import Sample
+    from wsss.data.base import Box, Sample
     from wsss.masks import REFINERS
-    from wsss.record import Box, Record, Resources
+    from wsss.models.backbones import create_backbone, find_target_layer
+    from wsss.record import Record, Resources
 
     torch.manual_seed(0)
     torch.set_num_threads(2)

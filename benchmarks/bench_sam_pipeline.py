@@ -26,10 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from wsss.data.base import Sample  # noqa: E402
 from wsss.masks.compose import compose_label_map  # noqa: E402
+from wsss.masks.sam_refiners import SamCamMatch, SamCamMatchParams  # noqa: E402
+from wsss.masks.sam_selection import match_box_mask, prune_auto_masks  # noqa: E402
 from wsss.record import Box, Record, Resources  # noqa: E402
 from wsss.sam.engine import AutoMaskParams, SamEngine, SamModelParams, load_sam_model, sam_resource_key  # noqa: E402
-from wsss.sam.refiners import SamCamMatch, SamCamMatchParams  # noqa: E402
-from wsss.sam.selection import match_box_mask, prune_auto_masks  # noqa: E402
 
 
 def make_images(n: int, size: int, seed: int) -> list[Record]:
@@ -90,7 +90,7 @@ def timed(fn, repeats: int) -> tuple[float, list[np.ndarray]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--variant", default="tiny", help="tiny (random, tests/tiny_models.py) or vit_b / vit_l / vit_h")
+    ap.add_argument("--variant", default="tiny", help="tiny (random, wsss/models/tiny.py) or vit_b / vit_l / vit_h")
     ap.add_argument("--checkpoint", default="", help="SAM checkpoint for vit_*; required for them")
     ap.add_argument("--tiny-size", type=int, default=256, help="input size of the tiny model")
     ap.add_argument("--images", type=int, default=4)
@@ -104,7 +104,7 @@ def main() -> None:
     torch.manual_seed(args.seed)
     device = torch.device(args.device)
     if args.variant == "tiny":
-        from tests.tiny_models import build_tiny_sam
+        from wsss.models.tiny import build_tiny_sam
 
         model = build_tiny_sam(img_size=args.tiny_size, embed_dim=96, prompt_dim=64).to(device)
         mp = SamModelParams(checkpoint="<tiny random>")

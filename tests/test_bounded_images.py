@@ -11,10 +11,10 @@ import pytest
 from PIL import Image, ImageFile
 
 from wsss.config import load_config
-from wsss.data.base import Sample
+from wsss.data.base import Box, Sample
 from wsss.pseudo.pipeline import PseudoLabeler
 from wsss.pseudo.working_size import process_at_working_size, scale_box, shrink_sample, working_scale
-from wsss.record import Box, Record, Resources
+from wsss.record import Record, Resources
 from wsss.utils.io import ImageSizeError
 from wsss.utils.runtime import seed_everything
 

@@ -7,11 +7,11 @@ import torch
 from torch import nn
 
 from wsss.cam.gradcam import GradCamParams, GradCamStage
-from wsss.cam.layers import find_guide_layer, resolve_target_layer
 from wsss.cam.methods import cam_method_names
-from wsss.classifier.backbones import create_backbone, find_target_layer
 from wsss.classifier.model import Classifier
 from wsss.data.base import Sample
+from wsss.models.backbones import create_backbone, find_target_layer
+from wsss.models.layers import find_guide_layer, resolve_target_layer
 from wsss.record import Record, Resources
 
 CPU = torch.device("cpu")

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from wsss.classifier import CLASSIFIERS, build_classifier, imagenet_categories, train_classifier
-from wsss.classifier.backbones import create_backbone, find_target_layer
 from wsss.classifier.train import label_accuracy
 from wsss.data import build_dataset
+from wsss.models.backbones import create_backbone, find_target_layer
 from wsss.schema import ClassifierSection
 
 

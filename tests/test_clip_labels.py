@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from tests.tiny_models import build_tiny_clip
 from wsss.data.base import Sample
 from wsss.labels import LABEL_SOURCES
 from wsss.labels.clip import ClipLabelParams, ClipZeroShot, select_labels, train_clip_head
+from wsss.models.tiny import build_tiny_clip
 from wsss.record import Record, Resources
 
 NAMES = ["background", "cat", "dog", "car"]

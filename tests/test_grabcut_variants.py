@@ -5,13 +5,13 @@ import cv2
 import numpy as np
 import pytest
 
-from wsss.cam.sweep import BINARY_ACC_TITLE, BinaryClassMeter, SweepResult, format_best_table, gt_boxes
-from wsss.data.base import Sample
+from wsss.data.base import Box, Sample
+from wsss.experiments.sweep import BINARY_ACC_TITLE, BinaryClassMeter, SweepResult, format_best_table, gt_boxes
 from wsss.masks import REFINERS
 from wsss.masks.cam_threshold import CamThreshold, CamThresholdParams
 from wsss.masks.grabcut_box import GrabCutBox, GrabCutBoxParams
 from wsss.masks.grabcut_cam import GrabCutCam, GrabCutCamParams, cam_to_grabcut_mask, variant_thresholds
-from wsss.record import Box, Record
+from wsss.record import Record
 
 
 def _scene() -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from tests.tiny_models import build_tiny_grounding_dino
 from wsss.boxes import BOX_SOURCES
 from wsss.boxes.grounding_dino import GroundingDinoParams
 from wsss.data.base import Sample
+from wsss.models.tiny import build_tiny_grounding_dino
 from wsss.record import Record, Resources
 
 NAMES = ["background", "cat", "dog"]

@@ -12,15 +12,16 @@ import timm
 import torch
 from torch import nn
 
-from wsss.cam.layers import find_guide_layers
-from wsss.classifier.backbones import create_backbone, find_target_layer
+from wsss.cam import rcam as rcam_module
+from wsss.cam.crf import crf_foreground
+from wsss.cam.guided_filter import box_mean, empirical_variogram, fit_variogram, gaussian_variogram, guided_filter, variogram_radius
+from wsss.cam.rcam import STAGES, RCam, RCamParams, pca_guide, stack_guide_maps
 from wsss.classifier.model import Classifier
-from wsss.data.base import Sample
-from wsss.masks import rcam as rcam_module
-from wsss.masks.crf import crf_foreground
-from wsss.masks.guided_filter import box_mean, empirical_variogram, fit_variogram, gaussian_variogram, guided_filter, variogram_radius
-from wsss.masks.rcam import STAGES, RCam, RCamParams, RCamRefiner, pca_guide, stack_guide_maps
-from wsss.record import Box, Record, Resources
+from wsss.data.base import Box, Sample
+from wsss.masks.rcam import RCamRefiner
+from wsss.models.backbones import create_backbone, find_target_layer
+from wsss.models.layers import find_guide_layers
+from wsss.record import Record, Resources
 
 
 def test_box_mean_hand_computed() -> None:

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from wsss.app.gallery import GalleryIndex
-from wsss.data.base import Sample
+from wsss.data.base import Box, Sample
 from wsss.pseudo.quality import FEATURES, manifest_quality, quality_estimate, quality_features
 from wsss.pseudo.review import build_review, load_queue
-from wsss.record import Box, Record
+from wsss.record import Record
 from wsss.utils.io import read_label_png, write_image, write_label_png
 
 H = W = 96

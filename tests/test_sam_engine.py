@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from tests.tiny_models import build_tiny_sam, build_tiny_sam2
-from wsss.data.base import Sample
+from wsss.data.base import Box, Sample
 from wsss.masks import REFINERS
-from wsss.record import Box, Record, Resources
+from wsss.models.tiny import build_tiny_sam, build_tiny_sam2
+from wsss.record import Record, Resources
 from wsss.sam.engine import AutoMaskParams, SamEngine, SamModelParams, load_sam_model, sam_resource_key
 from wsss.utils.io import IGNORE_INDEX
 

@@ -7,11 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from wsss.data.base import Sample
-from wsss.record import Box, Record, Resources
-from wsss.sam.engine import AutoMaskParams, SamModelParams, sam_resource_key
-from wsss.sam.refiners import SamBox, SamBoxParams, SamCamMatch, SamCamMatchParams, stability_scores
-from wsss.sam.selection import (
+from wsss.data.base import Box, Sample
+from wsss.masks.sam_refiners import SamBox, SamBoxParams, SamCamMatch, SamCamMatchParams, stability_scores
+from wsss.masks.sam_selection import (
     box_shaped,
     candidate_quality,
     candidate_scores,
@@ -21,6 +19,8 @@ from wsss.sam.selection import (
     match_box_mask,
     prune_auto_masks,
 )
+from wsss.record import Record, Resources
+from wsss.sam.engine import AutoMaskParams, SamModelParams, sam_resource_key
 
 
 def rect(shape: tuple[int, int], y0: int, x0: int, y1: int, x1: int) -> np.ndarray:
@@ -341,7 +341,7 @@ def test_sam_cam_match_prunes_with_params_and_indexes_unpruned_list(tmp_path: Pa
 def test_engine_box_logits_threshold_to_box_masks(family: str) -> None:
     from segment_anything.utils.amg import calculate_stability_score
 
-    from tests.tiny_models import build_tiny_sam, build_tiny_sam2
+    from wsss.models.tiny import build_tiny_sam, build_tiny_sam2
     from wsss.sam.engine import SamEngine
 
     engine = SamEngine(build_tiny_sam() if family == "sam" else build_tiny_sam2(), family)

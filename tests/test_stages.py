@@ -7,11 +7,11 @@ import pytest
 
 from wsss.boxes import cam_component_boxes
 from wsss.data import FolderDataset, build_dataset
-from wsss.data.base import Sample
+from wsss.data.base import Box, Sample
 from wsss.data.synthetic import CLASS_NAMES, SyntheticParams, make_image
 from wsss.masks import cam_to_grabcut_mask, compose_label_map, variant_thresholds
 from wsss.masks.grabcut_cam import GrabCutCam, GrabCutCamParams
-from wsss.record import Box, Record
+from wsss.record import Record
 from wsss.utils.io import read_label_png, write_image, write_label_png
 
 

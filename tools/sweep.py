@@ -15,9 +15,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from wsss.cam import CAM_METHODS  # noqa: E402
-from wsss.cam.sweep import format_best_table, format_saliency_table, plot_sweep, sweep_dataset  # noqa: E402
+from wsss.cam.rcam import RCam  # noqa: E402
+from wsss.classifier import get_classifier  # noqa: E402
 from wsss.data import build_dataset  # noqa: E402
-from wsss.masks.rcam import RCam  # noqa: E402
+from wsss.experiments.sweep import format_best_table, format_saliency_table, plot_sweep, sweep_dataset  # noqa: E402
 from wsss.record import Resources  # noqa: E402
 from wsss.runner import add_config_args, setup  # noqa: E402
 from wsss.utils.cli import add_debug_arg, run_cli  # noqa: E402
@@ -40,7 +41,7 @@ def main() -> None:
     dataset = build_dataset(cfg.data, args.split or cfg.data.val_split)
     resources = Resources(cfg, dataset.class_names, work_dir, resolve_device(cfg.device))
     cam = CAM_METHODS.build(cfg.cam, resources=resources)
-    rcam = None if args.no_rcam else RCam(resources.classifier, cfg.masks.rcam)
+    rcam = None if args.no_rcam else RCam(get_classifier(resources), cfg.masks.rcam)
     start = time.perf_counter()
     result = sweep_dataset(dataset, cam, args.thresholds, args.iterations, rcam, args.limit)
     seconds = time.perf_counter() - start

@@ -8,22 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from wsss.data.base import Sample
-
-
-@dataclasses.dataclass
-class Box:
-    """A box in image pixels (x1, y1 exclusive) for one class."""
-
-    cls: int
-    x0: int
-    y0: int
-    x1: int
-    y1: int
-    score: float = 1.0
-
-    def as_list(self) -> list[float]:
-        return [self.x0, self.y0, self.x1, self.y1]
+from wsss.data.base import Box, Sample
 
 
 @dataclasses.dataclass
@@ -63,9 +48,3 @@ class Resources:
         if key not in self._models:
             self._models[key] = loader()
         return self._models[key]
-
-    @property
-    def classifier(self) -> Any:
-        from wsss.classifier import build_classifier
-
-        return self.get("classifier", lambda: build_classifier(self.cfg, self.class_names, self.work_dir, self.device))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from wsss.record import Box
+from wsss.data.base import Box
 from wsss.utils.io import voc_palette
 
 _PALETTE = np.array(voc_palette(), np.uint8).reshape(256, 3)

@@ -26,7 +26,7 @@ from wsss.app.views import stage_views
 from wsss.boxes import BOX_SOURCES
 from wsss.cam import CAM_METHODS
 from wsss.cam.gradcam import cam_method_names
-from wsss.config import to_dict
+from wsss.classifier import get_classifier
 from wsss.data import SegDataset, build_dataset
 from wsss.data.base import Sample
 from wsss.masks import REFINERS
@@ -162,7 +162,7 @@ class DemoEngine:
         self.class_names = self._classifier_classes(data_classes)
         self.has_ground_truth = self.class_names == data_classes  # GT indices mean the same classes
         self.resources = Resources(cfg, self.class_names, work_dir, device or resolve_device(cfg.device))
-        self.classifier = self.resources.classifier  # load now: the first click is fast, errors show at start
+        self.classifier = get_classifier(self.resources)  # load now: the first click is fast, errors show at start
         self.builds: Counter[str] = Counter()  # stage builds, so tests can see what was rebuilt
         self._stages: dict[str, tuple[str, Any]] = {}
         self._lock = threading.Lock()  # one generation at a time: the stages share one model
@@ -195,7 +195,7 @@ class DemoEngine:
         )
 
     def _stage(self, kind: str, registry: Any, section: Any) -> Any:
-        key = json.dumps(to_dict(section), sort_keys=True, default=str)
+        key = json.dumps(dataclasses.asdict(section), sort_keys=True, default=str)
         cached = self._stages.get(kind)
         if cached is not None and cached[0] == key:
             return cached[1]

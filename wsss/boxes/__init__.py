@@ -10,7 +10,9 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from wsss.record import Box, Record, Resources
+from wsss.boxes.grounding_dino import GroundingDinoBoxes, GroundingDinoParams
+from wsss.data.base import Box
+from wsss.record import Record, Resources
 from wsss.registry import Registry
 
 BOX_SOURCES = Registry("boxes")
@@ -94,7 +96,5 @@ class GivenBoxes:
 BOX_SOURCES.register("cam_components", params=CamComponentParams)(CamComponentBoxes)
 BOX_SOURCES.register("given")(GivenBoxes)
 BOX_SOURCES.register("none")(NoBoxes)
-
-from wsss.boxes.grounding_dino import GroundingDinoBoxes, GroundingDinoParams  # noqa: E402
 
 BOX_SOURCES.register("grounding_dino", params=GroundingDinoParams)(GroundingDinoBoxes)

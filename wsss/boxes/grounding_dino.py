@@ -11,8 +11,9 @@ from typing import Any
 
 import torch
 
-from wsss.record import Box, Record, Resources
-from wsss.sam.checkpoints import PUBLISHED
+from wsss.data.base import Box
+from wsss.models.weights import PUBLISHED
+from wsss.record import Record, Resources
 
 
 @dataclasses.dataclass

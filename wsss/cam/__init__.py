@@ -5,12 +5,12 @@ Interface: ``cam(record) -> {class: HxW float32 map in [0, 1] at image resolutio
 from __future__ import annotations
 
 from wsss.cam.gradcam import GradCamParams, GradCamStage
+from wsss.cam.rcam import RCamParams, RCamStage
 from wsss.registry import Registry
 
 CAM_METHODS = Registry("cam")
 CAM_METHODS.register("gradcam", params=GradCamParams)(GradCamStage)
-
-# "rcam" (paper 002) is registered here by wsss.masks.rcam, which needs both packages.
+CAM_METHODS.register("rcam", params=RCamParams)(RCamStage)  # paper 002; its refiner is wsss.masks.rcam
 
 
 @CAM_METHODS.register("none")

@@ -8,10 +8,11 @@ import cv2
 import numpy as np
 import torch
 
-from wsss.cam.layers import resolve_target_layer
 from wsss.cam.methods import build_cam, cam_method_names, run_cam
 from wsss.cam.road import road_scores
+from wsss.classifier import get_classifier
 from wsss.classifier.model import cached_output_probabilities
+from wsss.models.layers import resolve_target_layer
 from wsss.record import Record, Resources
 
 __all__ = ["GradCamParams", "GradCamStage", "cam_method_names", "probability_target"]
@@ -49,7 +50,7 @@ class GradCamStage:
 
     def __init__(self, params: GradCamParams, resources: Resources) -> None:
         self.p = params
-        self.classifier = resources.classifier
+        self.classifier = get_classifier(resources)
         model = self.classifier.model
         size = params.input_size or self.classifier.input_size
         name = params.target_layer or getattr(self.classifier, "target_layer", None)

@@ -12,9 +12,10 @@ from typing import Any, Literal
 
 import torch
 
-from wsss.classifier.backbones import BUNDLED_LITE0, LITE0_MEAN_STD, create_backbone, find_target_layer, normalisation
 from wsss.classifier.model import Classifier
 from wsss.classifier.train import default_checkpoint, load_checkpoint, train_classifier
+from wsss.models.backbones import BUNDLED_LITE0, LITE0_MEAN_STD, create_backbone, find_target_layer, normalisation
+from wsss.record import Resources
 from wsss.registry import Registry
 
 CLASSIFIERS = Registry("classifier")
@@ -78,7 +79,7 @@ def imagenet_categories() -> list[str]:
 def _imagenet_lite0(p: ImagenetLite0Params, class_names: list[str], work_dir: str | Path, device: torch.device) -> Classifier:
     groups, objects = imagenet_class_groups(class_names, p.class_map, p.object_class, p.unmapped)
     model = create_backbone("tf_efficientnet_lite0", 1000, None)
-    from wsss.classifier.backbones import load_lite0_imagenet
+    from wsss.models.backbones import load_lite0_imagenet
 
     load_lite0_imagenet(model, skip_head=False)
     # Grad-CAM on conv_head, before bn2's ReLU6: the clipped activations of bn2 flatten the map (coco_dev
@@ -116,4 +117,10 @@ def build_classifier(cfg: Any, class_names: list[str], work_dir: str | Path, dev
     return CLASSIFIERS.build(cfg.classifier, class_names=class_names, work_dir=work_dir, device=device)
 
 
-__all__ = ["CLASSIFIERS", "Classifier", "build_classifier", "imagenet_categories", "train_classifier"]
+def get_classifier(resources: Resources) -> Classifier:
+    """The process's one classifier (``cfg.classifier``), built on first use and shared by every stage."""
+    return resources.get("classifier", lambda: build_classifier(resources.cfg, resources.class_names,
+                                                                resources.work_dir, resources.device))
+
+
+__all__ = ["CLASSIFIERS", "Classifier", "build_classifier", "get_classifier", "imagenet_categories", "train_classifier"]

@@ -11,8 +11,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from wsss.classifier.backbones import create_backbone, normalisation
 from wsss.data import SegDataset, build_dataset
+from wsss.models.backbones import create_backbone, normalisation
 from wsss.utils.io import atomic_path
 from wsss.utils.runtime import resolve_device, seed_everything
 

@@ -2,12 +2,34 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import numpy as np
 
-if TYPE_CHECKING:  # wsss.record imports this module; Box is only needed for the annotation
-    from wsss.record import Box
+from wsss.utils.io import read_label_png
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")  # what the folder readers list
+
+
+@dataclasses.dataclass
+class Box:
+    """A box in image pixels (x1, y1 exclusive) for one class."""
+
+    cls: int
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    score: float = 1.0
+
+    def as_list(self) -> list[float]:
+        return [self.x0, self.y0, self.x1, self.y1]
+
+    def with_margin(self, margin: float, h: int, w: int) -> tuple[int, int, int, int]:
+        """The box grown by ``margin`` of its size (+2 px) on each side, clipped to an HxW image: a crop
+        with context, for the refiners that work on a box's surroundings (GrabCut, rCAM_Box)."""
+        mx, my = int(margin * (self.x1 - self.x0)) + 2, int(margin * (self.y1 - self.y0)) + 2
+        return max(self.x0 - mx, 0), max(self.y0 - my, 0), min(self.x1 + mx, w), min(self.y1 + my, h)
 
 
 @dataclasses.dataclass
@@ -55,8 +77,6 @@ def read_gt(dataset: SegDataset, image_id: str) -> np.ndarray | None:
         path = dataset.mask_path(image_id)
         if path is None:
             return None
-        from wsss.utils.io import read_label_png
-
         gt = read_label_png(path)
     if gt is None:
         return None

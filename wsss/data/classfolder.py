@@ -15,8 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wsss.data.base import Sample
-from wsss.data.folder import IMAGE_SUFFIXES
+from wsss.data.base import IMAGE_SUFFIXES, Sample
 from wsss.data.layout import holdout_split, require
 from wsss.utils.io import read_image
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wsss.data.base import Sample
+from wsss.data.base import Box, Sample
 from wsss.data.layout import check_mask, require
 from wsss.utils.io import IGNORE_INDEX, read_image, read_label_png, write_label_png
 
@@ -101,8 +101,6 @@ class CocoDataset:
         return sorted({self.cat_to_index[a["category_id"]] for a in self._anns(image_id) if not a.get("iscrowd", 0)})
 
     def load(self, image_id: str) -> Sample:
-        from wsss.record import Box  # here: wsss.record imports wsss.data
-
         info = self._info[image_id]
         image = read_image(self.image_dir / info["file_name"], **getattr(self, "image_limits", {}))
         mask = check_mask(self.gt(image_id), image, self.ann_path.name + f" (image {image_id})",

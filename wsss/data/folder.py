@@ -19,10 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from wsss.data.base import Sample, labels_from_mask
+from wsss.data.base import IMAGE_SUFFIXES, Sample, labels_from_mask
+from wsss.data.labels_csv import read_labels_csv
 from wsss.utils.io import read_image, read_label_png
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 @dataclasses.dataclass
@@ -95,8 +94,6 @@ class FolderDataset:
         if not path.is_file():
             return None
         if path.suffix.lower() == ".csv":
-            from wsss.data.labels_csv import read_labels_csv
-
             return read_labels_csv(path, self.class_names)
         try:
             raw = json.loads(path.read_text())

@@ -24,8 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wsss.data.base import Sample
-from wsss.data.folder import IMAGE_SUFFIXES
+from wsss.data.base import IMAGE_SUFFIXES, Box, Sample
 from wsss.data.layout import check_mask, holdout_split, read_binary_mask, read_split_file, require
 from wsss.utils.io import read_image
 
@@ -110,8 +109,6 @@ class KvasirDataset:
         return [1]
 
     def load(self, image_id: str) -> Sample:
-        from wsss.record import Box  # here: wsss.record imports wsss.data
-
         image = read_image(self._images[image_id], **getattr(self, "image_limits", {}))
         mask = self.gt(image_id)
         if mask is not None:

@@ -15,7 +15,7 @@ import csv
 import re
 from pathlib import Path
 
-from wsss.data.folder import IMAGE_SUFFIXES
+from wsss.data.base import IMAGE_SUFFIXES
 
 
 def _image_id(value: str) -> str:

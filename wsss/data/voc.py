@@ -19,7 +19,7 @@ from typing import Literal
 
 import numpy as np
 
-from wsss.data.base import Sample, labels_from_mask
+from wsss.data.base import Box, Sample, labels_from_mask
 from wsss.data.layout import check_mask, read_index_mask, read_split_file, require
 from wsss.utils.io import read_image
 
@@ -132,8 +132,6 @@ class VocDataset:
         return None if path is None else labels_from_mask(read_index_mask(path), len(self.class_names))
 
     def load(self, image_id: str) -> Sample:
-        from wsss.record import Box  # here: wsss.record imports wsss.data
-
         image = read_image(self.image_dir / f"{image_id}.jpg", **getattr(self, "image_limits", {}))
         mask = None
         path = self.mask_path(image_id)

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import dataclasses
 
+from wsss.classifier import get_classifier
 from wsss.classifier.model import cached_output_probabilities
+from wsss.labels.clip import ClipLabelParams, ClipLabels
 from wsss.record import Record, Resources
 from wsss.registry import Registry
 
@@ -41,7 +43,7 @@ class ClassifierLabels:
 
     def __init__(self, params: ClassifierLabelParams, resources: Resources) -> None:
         self.p = params
-        self.classifier = resources.classifier
+        self.classifier = get_classifier(resources)
 
     def __call__(self, rec: Record) -> tuple[list[int], dict[int, float]]:
         out = cached_output_probabilities(self.classifier, rec.image, rec.cache)  # the CAM stage reuses it
@@ -60,7 +62,5 @@ class ClassifierLabels:
 
 LABEL_SOURCES.register("given")(GivenLabels)
 LABEL_SOURCES.register("classifier", params=ClassifierLabelParams)(ClassifierLabels)
-
-from wsss.labels.clip import ClipLabelParams, ClipLabels  # noqa: E402  (needs LABEL_SOURCES' module loaded)
 
 LABEL_SOURCES.register("clip", params=ClipLabelParams)(ClipLabels)

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from wsss.models.weights import PUBLISHED
 from wsss.record import Record, Resources
-from wsss.sam.checkpoints import PUBLISHED
 
 TEMPLATES = ["a photo of a {}.", "a photo of the {}.", "a cropped photo of a {}.", "an image containing a {}."]
 

@@ -9,8 +9,8 @@ from wsss.masks.compose import compose_label_map
 from wsss.masks.grabcut_box import GrabCutBox, GrabCutBoxParams
 from wsss.masks.grabcut_cam import GrabCutCam, GrabCutCamParams, cam_to_grabcut_mask, variant_thresholds
 from wsss.masks.rcam import RCamParams, RCamRefiner
+from wsss.masks.sam_refiners import SamBox, SamBoxParams, SamCamMatch, SamCamMatchParams
 from wsss.registry import Registry
-from wsss.sam.refiners import SamBox, SamBoxParams, SamCamMatch, SamCamMatchParams
 
 REFINERS = Registry("masks")
 REFINERS.register("cam_threshold", params=CamThresholdParams)(CamThreshold)

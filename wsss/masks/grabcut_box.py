@@ -7,9 +7,9 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from wsss.data.base import Box
 from wsss.masks.compose import compose_label_map
-from wsss.masks.grabcut_cam import _crop
-from wsss.record import Box, Record, Resources
+from wsss.record import Record, Resources
 
 
 @dataclasses.dataclass
@@ -22,7 +22,7 @@ class GrabCutBoxParams:
 def grabcut_rect(image: np.ndarray, box: Box, iterations: int, margin: float = 0.15) -> np.ndarray:
     """HxW bool foreground of GrabCut initialised with ``box`` (outside = definite background)."""
     h, w = image.shape[:2]
-    x0, y0, x1, y1 = _crop(box, margin, h, w)
+    x0, y0, x1, y1 = box.with_margin(margin, h, w)
     out = np.zeros((h, w), bool)
     bw, bh = box.x1 - box.x0, box.y1 - box.y0
     if bw < 2 or bh < 2:

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from wsss.masks.compose import compose_label_map
-from wsss.record import Box, Record, Resources
+from wsss.record import Record, Resources
 
 VARIANTS = ("PF-PB", "F-PF", "F-PB", "custom")
 
@@ -79,11 +79,6 @@ def grabcut(image: np.ndarray, gc_mask: np.ndarray, iterations: int) -> np.ndarr
     return np.isin(mask, (cv2.GC_FGD, cv2.GC_PR_FGD))
 
 
-def _crop(box: Box, margin: float, h: int, w: int) -> tuple[int, int, int, int]:
-    mx, my = int(margin * (box.x1 - box.x0)) + 2, int(margin * (box.y1 - box.y0)) + 2
-    return max(box.x0 - mx, 0), max(box.y0 - my, 0), min(box.x1 + mx, w), min(box.y1 + my, h)
-
-
 class GrabCutCam:
     def __init__(self, params: GrabCutCamParams, resources: Resources) -> None:
         self.p = params
@@ -97,7 +92,7 @@ class GrabCutCam:
                 masks[c] = grabcut(rec.image, cam_to_grabcut_mask(cam, *self.t), self.p.iterations)
             return masks
         for box in rec.boxes:
-            x0, y0, x1, y1 = _crop(box, self.p.margin, h, w)
+            x0, y0, x1, y1 = box.with_margin(self.p.margin, h, w)
             cam = rec.cams.get(box.cls)
             if cam is None:  # a box from a detector with no CAM for its class: plain GrabCut rectangle
                 cam = np.ones((h, w), np.float32)

@@ -8,6 +8,7 @@ interrupted run resumes where it stopped. ``.lock`` keeps a second run out while
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import os
 import tempfile
@@ -23,7 +24,6 @@ from tqdm import tqdm
 
 from wsss.boxes import BOX_SOURCES
 from wsss.cam import CAM_METHODS
-from wsss.config import to_dict
 from wsss.data import SegDataset
 from wsss.labels import LABEL_SOURCES
 from wsss.masks import REFINERS
@@ -64,7 +64,7 @@ class PseudoLabeler:
 
 def stage_config(cfg: Any) -> dict:
     """The settings a label depends on: the stage sections, and the working size the models see."""
-    return {k: to_dict(getattr(cfg, k)) for k in STAGE_KEYS} | {"max_side": cfg.pseudo.max_side}
+    return {k: dataclasses.asdict(getattr(cfg, k)) for k in STAGE_KEYS} | {"max_side": cfg.pseudo.max_side}
 
 
 class ConfigMismatch(RuntimeError):

@@ -25,8 +25,8 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-from wsss.data.base import Sample
-from wsss.record import Box, Record
+from wsss.data.base import Box, Sample
+from wsss.record import Record
 
 
 def working_scale(height: int, width: int, max_side: int) -> float:

@@ -15,8 +15,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from wsss.models.weights import resolve_checkpoint
 from wsss.record import Record, Resources
-from wsss.sam.checkpoints import resolve_checkpoint
 
 SAM_VARIANTS = ("vit_b", "vit_l", "vit_h")
 SAM2_CONFIGS = {  # variant -> the sam2 package's own hydra config

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wsss.classifier.backbones import BUNDLED_LITE0, create_backbone
+from wsss.models.backbones import BUNDLED_LITE0, create_backbone
 from wsss.registry import Registry
 
 TRAIN_MODELS = Registry("model")

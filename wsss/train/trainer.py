@@ -26,11 +26,11 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from wsss.classifier.backbones import normalisation
 from wsss.classifier.train import load_checkpoint
 from wsss.data import SegDataset, build_dataset
 from wsss.distributed import DistInfo, all_reduce_sum, barrier, broadcast_buffers, init_distributed, shard
 from wsss.evaluation import ConfusionMatrix, metrics_from_confusion
+from wsss.models.backbones import normalisation
 from wsss.train.data import BlockSampler, PseudoLabelSet
 from wsss.train.models import TRAIN_MODELS
 from wsss.utils.io import IGNORE_INDEX, atomic_path, write_label_png

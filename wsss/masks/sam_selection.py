@@ -13,7 +13,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from wsss.record import Box
+from wsss.data.base import Box
 
 SmallBoxMask = Literal["replace", "keep"]
 

@@ -1,4 +1,5 @@
-"""Tiny randomly initialised models of the real classes, for tests only (no weights exist offline).
+"""Tiny randomly initialised models of the real architectures (no weights exist offline): for tests, benchmarks
+and trying a config end to end without a download.
 
 Each builder seeds torch, so a test sees the same model every run.
 """

@@ -10,9 +10,10 @@ from typing import Literal
 
 import numpy as np
 
+from wsss.masks.compose import compose_label_map
+from wsss.masks.sam_selection import candidate_quality, group_in_box, match_box_mask, prune_auto_masks
 from wsss.record import Record, Resources
 from wsss.sam.engine import AutoMaskParams, SamModelParams, get_engine
-from wsss.sam.selection import candidate_quality, group_in_box, match_box_mask, prune_auto_masks
 from wsss.utils.io import IGNORE_INDEX
 
 
@@ -95,7 +96,6 @@ class SamCamMatch:
         return masks
 
     def __call__(self, rec: Record) -> np.ndarray:
-        from wsss.masks.compose import compose_label_map  # here: wsss.masks imports this module to register it
 
         masks = self.class_masks(rec)
         shape = rec.image.shape[:2]

@@ -23,11 +23,11 @@ import numpy as np
 from tqdm import tqdm
 
 from wsss.boxes import cam_component_boxes
-from wsss.data.base import read_gt
+from wsss.data.base import Box, read_gt
 from wsss.evaluation.fscore import SaliencyMeter, f_beta
 from wsss.masks.grabcut_box import grabcut_rect
 from wsss.masks.grabcut_cam import GrabCutCam, GrabCutCamParams
-from wsss.record import Box, Record
+from wsss.record import Record
 from wsss.utils.io import IGNORE_INDEX
 
 VARIANTS = ("PF-PB", "F-PF", "F-PB")

@@ -7,6 +7,8 @@ import timm
 import torch
 from torch import nn
 
+from wsss.models.layers import resolve_target_layer
+
 BUNDLED_LITE0 = "bundled:efficientnet-lite0"
 LITE0_MEAN_STD = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # inputs (x/255 - 0.5) / 0.5
 IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
@@ -100,6 +102,4 @@ def find_target_layer(model: nn.Module, input_size: int = 64) -> str:
     That is ``bn2`` for timm EfficientNets (after ``conv_head``), ``layer4`` for ResNets,
     ``features`` for torchvision VGG/DenseNet, and the last block's first norm for ViTs.
     """
-    from wsss.cam.layers import resolve_target_layer  # lazy: the cam package builds on this one
-
     return resolve_target_layer(model, None, input_size)[0]
