@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from wsss.app.engine import DemoEngine, DemoResult, checkpoints_configured, mask_model_choices, road_score
+from wsss.app.engine import DemoEngine, DemoResult, checkpoints_configured, mask_model_choices
 from wsss.app.export import coco_rle_json, mask_png_bytes, write_exports
 from wsss.app.gallery import ALL_CLASSES, GalleryIndex
 from wsss.masks import REFINERS
@@ -90,11 +90,32 @@ def test_target_class_override(engine: DemoEngine, sample) -> None:
         engine.run(sample, dataclasses.replace(engine.default_params(), target=len(engine.class_names) + 3))
 
 
-def test_road_score_fallback_is_a_probability_difference(engine: DemoEngine, sample) -> None:
-    res = engine.run(sample, engine.default_params())
-    cam = np.clip(res.stages[0][0][..., 0].astype(np.float32) / 255.0, 0, 1)
-    score = road_score(engine.classifier, sample.image, cam, res.target)
-    assert np.isfinite(score) and -1.0 <= score <= 1.0
+def test_demo_and_gen_pseudo_give_the_same_label_map(tiny_run: tuple, tmp_path) -> None:
+    """The demo is a view over the CLI's stage one: same image, same config -> same label map and ROAD."""
+    from tests.conftest import QUICKSTART
+    from wsss.config import load_config
+    from wsss.data import build_dataset
+    from wsss.pseudo import generate_pseudo_labels
+    from wsss.record import Resources
+    from wsss.utils.io import read_label_png
+
+    _, work_dir, overrides = tiny_run
+    # one class per image on both sides (the demo labels its predicted class); ROAD recorded by the CLI too
+    cfg = load_config(QUICKSTART, overrides + ["labels.name=classifier", "labels.classifier.top_k=1", "cam.gradcam.road=true",
+                                               "pseudo.overlays=0"])
+    dataset = build_dataset(cfg.data, cfg.data.split)
+    ids = dataset.ids[:3]
+    out = tmp_path / "pseudo"
+    records = generate_pseudo_labels(cfg, dataset, Resources(cfg, dataset.class_names, work_dir, "cpu"), out, ids)
+    demo = DemoEngine(cfg, work_dir)
+    try:
+        for image_id in ids:
+            res = demo.run(demo.load_sample(cfg.data.split, image_id), demo.default_params())
+            assert records[image_id]["classes"] == [res.target]
+            np.testing.assert_array_equal(res.label_map, read_label_png(out / "labels" / f"{image_id}.png"))
+            assert res.road == pytest.approx(records[image_id]["extras"]["road"][str(res.target)], abs=1e-5)
+    finally:
+        demo.close()
 
 
 def test_checkpoint_gating(tmp_path) -> None:

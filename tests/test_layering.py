@@ -147,3 +147,26 @@ def test_a_registry_is_complete_after_importing_its_package_alone(package: str, 
 
     alone, everything = json.loads(out.stdout.strip().splitlines()[-1])
     assert alone and alone == everything
+
+
+def test_every_stage_implementation_subclasses_its_interface() -> None:
+    """One constructor convention, ``(params, resources)``, and the optional capabilities come from the interface."""
+    import inspect
+
+    from wsss.boxes import BOX_SOURCES
+    from wsss.boxes.base import BoxSource
+    from wsss.cam import CAM_METHODS
+    from wsss.cam.base import CamMethod
+    from wsss.labels import LABEL_SOURCES
+    from wsss.labels.base import LabelSource
+    from wsss.masks import REFINERS
+    from wsss.masks.base import Refiner
+
+    for registry, interface in [(LABEL_SOURCES, LabelSource), (CAM_METHODS, CamMethod), (BOX_SOURCES, BoxSource),
+                                (REFINERS, Refiner)]:
+        for name in registry.names():
+            builder = registry.get(name).builder
+            assert isinstance(builder, type) and interface in builder.__mro__, f"{registry.stage}.{name}"
+            assert list(inspect.signature(builder).parameters)[:2] == ["params", "resources"], f"{registry.stage}.{name}"
+            if interface is Refiner:
+                assert callable(builder.stage_images)

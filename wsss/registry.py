@@ -48,9 +48,12 @@ class Registry:
         return self._entries[name]
 
     def build(self, section: Any, **context: Any) -> Any:
-        """Build the implementation named by ``section.name`` with its own parameter block."""
+        """Build the implementation named by ``section.name`` with its own parameter block.
+
+        One constructor convention for every registry: ``builder(params, **context)``, where params is
+        None for an implementation without parameters and the context is the stage's (``resources``
+        for the stage-one stages, ``split`` for data sets, ``num_classes`` for stage-two models).
+        """
         entry = self.get(section.name)
         params = getattr(section, section.name, None) if entry.params is not None else None
-        if entry.params is not None:
-            return entry.builder(params, **context)
-        return entry.builder(**context)
+        return entry.builder(params, **context)

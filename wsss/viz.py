@@ -1,6 +1,8 @@
 """Pictures people look at: label overlays, CAM heat maps, boxes, side-by-side panels."""
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
 import numpy as np
 
@@ -47,3 +49,34 @@ def panel(tiles: list[np.ndarray], titles: list[str]) -> np.ndarray:
         cols.append(np.concatenate([cap, tile], 0))
         cols.append(np.full((h + strip, 2, 3), 255, np.uint8))
     return np.concatenate(cols[:-1], 1)
+
+
+# GrabCut codes 0..3 (BGD, FGD, PR_BGD, PR_FGD) as colours: black, red, blue, orange
+_SEED_COLOURS = np.array([[0, 0, 0], [220, 30, 30], [40, 90, 220], [250, 160, 40]], np.uint8)
+
+
+def grabcut_seed_picture(image: np.ndarray, seed: np.ndarray) -> np.ndarray:
+    """A quaternary GrabCut seed painted over the image."""
+    return (0.4 * image + 0.6 * _SEED_COLOURS[seed]).astype(np.uint8)
+
+
+def as_picture(image: np.ndarray, value: Any) -> np.ndarray | None:
+    """An RGB picture of a stage's intermediate over ``image``: an RGB array as is, a mask overlaid, a
+    stack of masks (or SAM's automatic-mask records) colourised, big masks first; None if not a picture."""
+    h, w = image.shape[:2]
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, dict) and "segmentation" in v for v in value):
+        value = [np.asarray(v["segmentation"]) for v in value]
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, np.ndarray) and v.shape == (h, w) for v in value):
+        value = np.stack(value)
+    if not isinstance(value, np.ndarray):
+        return None
+    if value.shape == (h, w, 3) and value.dtype == np.uint8:
+        return value
+    if value.shape == (h, w):
+        return overlay(image, (value > 0).astype(np.uint8) * 15)
+    if value.ndim == 3 and value.shape[1:] == (h, w) and value.shape[0] > 0:
+        label = np.zeros((h, w), np.uint8)
+        for k, i in enumerate(np.argsort([-m.sum() for m in value])):
+            label[value[i] > 0] = 1 + k % 20
+        return (0.4 * image + 0.6 * colourise(label)).astype(np.uint8)
+    return None

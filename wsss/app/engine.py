@@ -1,15 +1,15 @@
-"""The demo's generation engine: classify -> CAM -> ROAD -> boxes -> mask refiner, one image at a time.
+"""The demo's engine: a view over the CLI's :class:`~wsss.pseudo.PseudoLabeler`, one image at a time.
 
-Stages come from the registries (``CAM_METHODS``, ``BOX_SOURCES``, ``REFINERS``) built from the
-config's own sections with the user's parameters patched in. Each stage is rebuilt only when its
-section changes; the classifier and any other model live in ``Resources`` and load once per process.
+The user's parameters are patched into the config's own stage sections and passed to the labeler
+as per-call overrides, so for the same image and parameters the demo and ``gen_pseudo`` give the same
+label map. Each stage is rebuilt only when its section changes; the classifier and any other model
+live in ``Resources`` and load once per process.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import os
 import threading
 import time
@@ -22,19 +22,18 @@ import cv2
 import numpy as np
 import torch
 
-from wsss.app.views import stage_views
-from wsss.boxes import BOX_SOURCES
-from wsss.cam import CAM_METHODS
 from wsss.cam.gradcam import cam_method_names
 from wsss.classifier import get_classifier
 from wsss.data import SegDataset, build_dataset
 from wsss.data.base import Sample
+from wsss.evaluation.metrics import class_iou
+from wsss.labels import class_probabilities
 from wsss.masks import REFINERS
+from wsss.pseudo import PseudoLabeler
+from wsss.pseudo.pipeline import seed_image
 from wsss.record import Record, Resources
 from wsss.utils.io import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, check_image_size, image_size, read_image
 from wsss.utils.runtime import resolve_device
-
-ROAD_PERCENTILES = (20, 40, 60, 80)
 
 
 @dataclasses.dataclass
@@ -119,26 +118,6 @@ def mask_model_choices(cfg: Any) -> list[tuple[str, str]]:
     return out
 
 
-def road_score(
-    classifier: Any, image: np.ndarray, cam: np.ndarray, cls: int, percentiles: tuple[int, ...] = ROAD_PERCENTILES
-) -> float:
-    """ROAD (remove and debias, combined) of one CAM, with the class probability as the score."""
-    from wsss.cam.gradcam import probability_target
-    from wsss.cam.road import road_scores
-
-    x = classifier.preprocess([image])
-    size = x.shape[-1]
-    small = cv2.resize(cam.astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR)[None]
-    return float(road_scores(classifier.model, x, small, [probability_target(classifier, cls)], percentiles)[0])
-
-
-def _release(stage: Any) -> None:
-    """Remove the forward hooks a pytorch-grad-cam object put on the shared classifier."""
-    acts = getattr(getattr(stage, "cam", None), "activations_and_grads", None)
-    if acts is not None:
-        acts.release()
-
-
 class DemoEngine:
     """Everything the UI calls; no Gradio in here, so it is tested directly."""
 
@@ -163,8 +142,8 @@ class DemoEngine:
         self.has_ground_truth = self.class_names == data_classes  # GT indices mean the same classes
         self.resources = Resources(cfg, self.class_names, work_dir, device or resolve_device(cfg.device))
         self.classifier = get_classifier(self.resources)  # load now: the first click is fast, errors show at start
-        self.builds: Counter[str] = Counter()  # stage builds, so tests can see what was rebuilt
-        self._stages: dict[str, tuple[str, Any]] = {}
+        # the CLI's own stage one; stages are built on the first click, with the user's parameters
+        self.labeler = PseudoLabeler(cfg, self.resources, preload=())
         self._lock = threading.Lock()  # one generation at a time: the stages share one model
 
     def _classifier_classes(self, data_classes: list[str]) -> list[str]:
@@ -194,43 +173,32 @@ class DemoEngine:
             g.method, g.eigen_smooth, g.aug_smooth, float(self.cfg.boxes.cam_components.threshold), mask, None
         )
 
-    def _stage(self, kind: str, registry: Any, section: Any) -> Any:
-        key = json.dumps(dataclasses.asdict(section), sort_keys=True, default=str)
-        cached = self._stages.get(kind)
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        if cached is not None:
-            _release(cached[1])
-        stage = registry.build(section, resources=self.resources)
-        self.builds[kind] += 1
-        self._stages[kind] = (key, stage)
-        return stage
+    @property
+    def builds(self) -> Counter[str]:
+        """How often each stage was built (a stage is rebuilt only when its parameters change)."""
+        return self.labeler.builds
 
-    def cam_stage(self, p: DemoParams) -> Any:
-        section = copy.deepcopy(self.cfg.cam)
-        section.name = "gradcam"
-        extra = {"road": True} if "road" in {f.name for f in dataclasses.fields(section.gradcam)} else {}
-        section.gradcam = dataclasses.replace(
-            section.gradcam, method=p.cam_method, eigen_smooth=p.eigen_smooth, aug_smooth=p.aug_smooth, **extra
-        )
-        return self._stage("cam", CAM_METHODS, section)
+    def overrides(self, p: DemoParams) -> dict[str, Any]:
+        """The config's stage sections with the user's parameters patched in.
 
-    def box_stage(self, p: DemoParams) -> Any:
-        section = copy.deepcopy(self.cfg.boxes)
-        section.name = "cam_components"
-        section.cam_components = dataclasses.replace(section.cam_components, threshold=float(p.box_threshold))
-        return self._stage("boxes", BOX_SOURCES, section)
-
-    def mask_stage(self, p: DemoParams) -> Any:
+        The CAM picker applies to ``cam.gradcam`` and the box threshold to ``boxes.cam_components``; a
+        config with another CAM method or box source keeps it (the log says so). ROAD is always on: the
+        demo shows it for every CAM.
+        """
+        cam = copy.deepcopy(self.cfg.cam)
+        cam.gradcam = dataclasses.replace(cam.gradcam, method=p.cam_method, eigen_smooth=p.eigen_smooth,
+                                          aug_smooth=p.aug_smooth, road=True)
+        boxes = copy.deepcopy(self.cfg.boxes)
+        boxes.cam_components = dataclasses.replace(boxes.cam_components, threshold=float(p.box_threshold))
         choices = [name for _, name in mask_model_choices(self.cfg)]
         if p.mask_model not in choices:
             raise ValueError(
                 f"mask model '{p.mask_model}' is not available here; choose one of {choices} "
                 "(SAM refiners appear once masks.<name>.model.checkpoint points at a checkpoint)"
             )
-        section = copy.deepcopy(self.cfg.masks)
-        section.name = p.mask_model
-        return self._stage("masks", REFINERS, section)
+        masks = copy.deepcopy(self.cfg.masks)
+        masks.name = p.mask_model
+        return {"cam": cam, "boxes": boxes, "masks": masks}
 
     # ------------------------------------------------------------------ inputs
     def pixel_limits(self) -> tuple[int | None, int]:
@@ -285,8 +253,11 @@ class DemoEngine:
             return line
 
         h, w = sample.image.shape[:2]
+        overrides = self.overrides(p)
         yield say(f"[1/5] classifying '{sample.id}' ({w}x{h})")
-        probs = self.classifier.predict([sample.image])[0]
+        seed_image(self.cfg.seed, sample.id)  # as gen_pseudo does, so both give the same label map
+        rec = Record(sample)
+        probs = class_probabilities(self.classifier, rec)  # the labels stage's rule and forward pass
         predicted = max(probs, key=probs.get)
         target = predicted if p.target is None else int(p.target)
         if target not in probs:
@@ -299,71 +270,46 @@ class DemoEngine:
             f"      target: {self.class_names[target]} (confidence {probs[target]:.3f}"
             f"{', predicted' if target == predicted else ''})"
         )
-        rec = Record(sample, classes=[target], scores=probs)
+        rec.classes, rec.scores = [target], probs  # the user's pick stands in for the labels stage
 
         t = time.perf_counter()
-        cam_stage = self.cam_stage(p)
-        yield say(
-            f"[2/5] CAM: {p.cam_method} (eigen smooth {'on' if p.eigen_smooth else 'off'}, "
-            f"aug smooth {'on' if p.aug_smooth else 'off'})"
-        )
-        rec.cams = cam_stage(rec)
-        yield say(f"      done in {time.perf_counter() - t:.2f} s")
-
-        road = rec.cache.get("road", {}).get(str(target)) if isinstance(rec.cache.get("road"), dict) else None
-        if road is None:
-            yield say("[3/5] ROAD of the CAM (computing)")
-            road = road_score(self.classifier, sample.image, rec.cams[target], target)
+        if self.cfg.cam.name == "gradcam":
+            yield say(f"[2/5] CAM: {p.cam_method} (eigen smooth {'on' if p.eigen_smooth else 'off'}, "
+                      f"aug smooth {'on' if p.aug_smooth else 'off'})")
         else:
-            yield say("[3/5] ROAD of the CAM (from the CAM stage)")
-        yield say(f"      ROAD combined: {road:.4f} (higher = the CAM marks what the classifier uses)")
+            yield say(f"[2/5] CAM: {self.cfg.cam.name} (the config's; the CAM picker applies to gradcam)")
+        self.labeler.process(rec, overrides, steps=("cam",))
+        yield say(f"      done in {time.perf_counter() - t:.2f} s")
+        road = rec.extras.get("road", {}).get(str(target))
+        if road is None:
+            yield say(f"[3/5] ROAD: n/a ({self.cfg.cam.name} records none)")
+        else:
+            yield say(f"[3/5] ROAD of the CAM: {road:.4f} (higher = the CAM marks what the classifier uses)")
 
         # a label map holds classes 0..254: ImageNet's 1000 categories are painted as class 1
         local = target if target < 255 else 1
         if local != target:
             rec.classes, rec.cams = [local], {local: rec.cams[target]}
-        rec.boxes = self.box_stage(p)(rec)
-        yield say(
-            f"[4/5] boxes at CAM >= {p.box_threshold:.2f}: "
-            + (", ".join(str(b.as_list()) for b in rec.boxes) or "none")
-        )
+        self.labeler.process(rec, overrides, steps=("boxes",))
+        yield say(f"[4/5] boxes ({self.cfg.boxes.name}): " + (", ".join(str(b.as_list()) for b in rec.boxes) or "none"))
 
         t = time.perf_counter()
-        refiner = self.mask_stage(p)
         yield say(f"[5/5] mask: {p.mask_model}")
-        rec.label_map = refiner(rec)
+        self.labeler.process(rec, overrides, steps=("masks",))
         mask = rec.label_map == local
         yield say(f"      done in {time.perf_counter() - t:.2f} s, mask covers {100.0 * mask.mean():.1f}% of the image")
 
         iou = None
         if sample.mask is not None and self.has_ground_truth:
-            valid = sample.mask != 255
-            gt = (sample.mask == target) & valid
-            union = int((gt | (mask & valid)).sum())
-            iou = float((gt & mask).sum()) / union if union else None
-            yield say(
-                f"      IoU vs ground truth: {iou:.3f}"
-                if iou is not None
-                else "      IoU: no object in mask or ground truth"
-            )
+            iou = class_iou(mask, sample.mask, target)
+            yield say(f"      IoU vs ground truth: {iou:.3f}" if iou is not None
+                      else "      IoU: no object in mask or ground truth")
         seconds = time.perf_counter() - start
         yield say(f"finished in {seconds:.2f} s")
         name = self.class_names[target]
-        yield DemoResult(
-            sample.id,
-            sample.image,
-            rec.label_map,
-            mask,
-            target,
-            name,
-            predicted,
-            float(probs[target]),
-            None if road is None else float(road),
-            iou,
-            stage_views(refiner, rec, local, name),
-            log,
-            seconds,
-        )
+        yield DemoResult(sample.id, sample.image, rec.label_map, mask, target, name, predicted, float(probs[target]),
+                         None if road is None else float(road), iou, self.labeler.stage_images(rec, local, name),
+                         log, seconds)
 
     def run(self, sample: Sample, p: DemoParams) -> DemoResult:
         """Generation without the live log."""
@@ -375,9 +321,7 @@ class DemoEngine:
         return result
 
     def close(self) -> None:
-        for _, stage in self._stages.values():
-            _release(stage)
-        self._stages.clear()
+        self.labeler.close()
 
 
 __all__ = [
@@ -387,5 +331,4 @@ __all__ = [
     "cam_method_names",
     "checkpoints_configured",
     "mask_model_choices",
-    "road_score",
 ]

@@ -10,6 +10,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from wsss.boxes.base import BoxSource
 from wsss.boxes.grounding_dino import GroundingDinoBoxes, GroundingDinoParams
 from wsss.data.base import Box
 from wsss.record import Record, Resources
@@ -55,7 +56,7 @@ def cam_component_boxes(cam: np.ndarray, cls: int, threshold: float, min_area: f
     return sorted(boxes, key=lambda b: -b.score)[:max_boxes]
 
 
-class CamComponentBoxes:
+class CamComponentBoxes(BoxSource):
     def __init__(self, params: CamComponentParams, resources: Resources) -> None:
         self.p = params
 
@@ -69,20 +70,20 @@ class CamComponentBoxes:
         return boxes
 
 
-class NoBoxes:
+class NoBoxes(BoxSource):
     """For refiners that work on the whole image (class segmentation)."""
 
-    def __init__(self, resources: Resources) -> None:
+    def __init__(self, params: None, resources: Resources) -> None:
         pass
 
     def __call__(self, rec: Record) -> list[Box]:
         return []
 
 
-class GivenBoxes:
+class GivenBoxes(BoxSource):
     """The data set's own boxes (Kvasir bboxes, VOC XML, COCO), restricted to the record's classes."""
 
-    def __init__(self, resources: Resources) -> None:
+    def __init__(self, params: None, resources: Resources) -> None:
         pass
 
     def __call__(self, rec: Record) -> list[Box]:

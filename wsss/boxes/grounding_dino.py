@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from wsss.boxes.base import BoxSource
 from wsss.data.base import Box
 from wsss.models.weights import PUBLISHED
 from wsss.record import Record, Resources
@@ -68,7 +69,7 @@ def detect(model: Any, processor: Any, image: Any, phrases: dict[int, str], box_
     return [b for b in boxes if b.x1 > b.x0 and b.y1 > b.y0]
 
 
-class GroundingDinoBoxes:
+class GroundingDinoBoxes(BoxSource):
     def __init__(self, params: GroundingDinoParams, resources: Resources) -> None:
         self.p = params
         self.device = resources.device

@@ -4,6 +4,7 @@ Interface: ``cam(record) -> {class: HxW float32 map in [0, 1] at image resolutio
 """
 from __future__ import annotations
 
+from wsss.cam.base import CamMethod
 from wsss.cam.gradcam import GradCamParams, GradCamStage
 from wsss.cam.rcam import RCamParams, RCamStage
 from wsss.registry import Registry
@@ -14,10 +15,10 @@ CAM_METHODS.register("rcam", params=RCamParams)(RCamStage)  # paper 002; its ref
 
 
 @CAM_METHODS.register("none")
-class NoCam:
+class NoCam(CamMethod):
     """For pipelines that localise without CAMs (given or detector boxes)."""
 
-    def __init__(self, resources: object) -> None:
+    def __init__(self, params: None, resources: object) -> None:
         pass
 
     def __call__(self, rec: object) -> dict:

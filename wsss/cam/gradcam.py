@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import torch
 
+from wsss.cam.base import CamMethod
 from wsss.cam.methods import build_cam, cam_method_names, run_cam
 from wsss.cam.road import road_scores
 from wsss.classifier import get_classifier
@@ -45,7 +46,7 @@ def probability_target(classifier: object, cls: int) -> Callable[[torch.Tensor],
     return score
 
 
-class GradCamStage:
+class GradCamStage(CamMethod):
     """Runs one batched CAM call per image: the image repeated once per present class."""
 
     def __init__(self, params: GradCamParams, resources: Resources) -> None:
@@ -53,9 +54,13 @@ class GradCamStage:
         self.classifier = get_classifier(resources)
         model = self.classifier.model
         size = params.input_size or self.classifier.input_size
-        name = params.target_layer or getattr(self.classifier, "target_layer", None)
+        name = params.target_layer or self.classifier.target_layer
         self.layer_name, reshape, kind = resolve_target_layer(model, name, size)
         self.cam = build_cam(params.method, model, model.get_submodule(self.layer_name), reshape, kind, params.batch_size)
+
+    def release(self) -> None:
+        """Remove the forward hooks pytorch-grad-cam put on the shared classifier."""
+        self.cam.activations_and_grads.release()
 
     def __call__(self, rec: Record) -> dict[int, np.ndarray]:
         if not rec.classes:

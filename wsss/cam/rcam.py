@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from wsss.cam.base import CamMethod
 from wsss.cam.crf import CrfParams, crf_foreground
 from wsss.cam.guided_filter import guided_filter, variogram_radius
 from wsss.classifier import get_classifier
@@ -103,7 +104,7 @@ class RCam:
         self.p = p
         model = classifier.model
         probe = p.scales[0]
-        name = p.target_layer or getattr(classifier, "target_layer", None)
+        name = p.target_layer or classifier.target_layer
         self.cam_layer, self.reshape, _ = resolve_target_layer(model, name, probe)
         if p.guide_layer is None:
             self.guide_layers = find_guide_layers(model, probe, p.guide_stride)
@@ -198,7 +199,7 @@ def shared_rcam(resources: Resources, p: RCamParams) -> RCam:
     return resources.get(key, lambda: RCam(get_classifier(resources), p))
 
 
-class RCamStage:
+class RCamStage(CamMethod):
     """CAM stage ``rcam``: rec.cams become the rCAMs (intermediate maps in rec.cache['rcam_stages'])."""
 
     def __init__(self, params: RCamParams, resources: Resources) -> None:

@@ -109,3 +109,13 @@ def format_table(rows: dict[str, dict], class_names: list[str] | None = None, pe
     widths = [max(len(str(r[i])) for r in lines) for i in range(len(head))]
     fmt = lambda r: "  ".join(str(v).ljust(w) if i == 0 else str(v).rjust(w) for i, (v, w) in enumerate(zip(r, widths)))  # noqa: E731
     return "\n".join([fmt(lines[0]), "  ".join("-" * w for w in widths)] + [fmt(r) for r in lines[1:]])
+
+
+def class_iou(pred: np.ndarray, gt: np.ndarray, cls: int, ignore_index: int = IGNORE_INDEX) -> float | None:
+    """IoU of class ``cls`` between a predicted mask (bool, or a label map) and a ground-truth label map,
+    over the pixels the ground truth does not ignore; None when neither has the class there."""
+    valid = gt != ignore_index
+    pred_c = (pred if pred.dtype == bool else pred == cls) & valid
+    gt_c = (gt == cls) & valid
+    union = int((pred_c | gt_c).sum())
+    return float((pred_c & gt_c).sum()) / union if union else None

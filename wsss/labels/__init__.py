@@ -7,7 +7,8 @@ from __future__ import annotations
 import dataclasses
 
 from wsss.classifier import get_classifier
-from wsss.classifier.model import cached_output_probabilities
+from wsss.classifier.model import Classifier, cached_output_probabilities
+from wsss.labels.base import LabelSource
 from wsss.labels.clip import ClipLabelParams, ClipLabels
 from wsss.record import Record, Resources
 from wsss.registry import Registry
@@ -15,10 +16,17 @@ from wsss.registry import Registry
 LABEL_SOURCES = Registry("labels")
 
 
-class GivenLabels:
+def class_probabilities(classifier: Classifier, rec: Record) -> dict[int, float]:
+    """Each data-set class's probability for ``rec``'s image (the forward pass is kept in ``rec.cache``:
+    the CAM stage of an object class reuses it)."""
+    out = cached_output_probabilities(classifier, rec.image, rec.cache)
+    return {c: classifier.class_probability(out, c) for c in classifier.class_groups}
+
+
+class GivenLabels(LabelSource):
     """The data set's own image-level labels."""
 
-    def __init__(self, resources: Resources) -> None:
+    def __init__(self, params: None, resources: Resources) -> None:
         pass
 
     def __call__(self, rec: Record) -> tuple[list[int], dict[int, float]]:
@@ -38,7 +46,7 @@ class ClassifierLabelParams:
     min_confidence: float = 0.0
 
 
-class ClassifierLabels:
+class ClassifierLabels(LabelSource):
     """Classes whose classifier probability passes a threshold (at most ``top_k``, most probable first)."""
 
     def __init__(self, params: ClassifierLabelParams, resources: Resources) -> None:
@@ -46,8 +54,7 @@ class ClassifierLabels:
         self.classifier = get_classifier(resources)
 
     def __call__(self, rec: Record) -> tuple[list[int], dict[int, float]]:
-        out = cached_output_probabilities(self.classifier, rec.image, rec.cache)  # the CAM stage reuses it
-        probs = {c: self.classifier.class_probability(out, c) for c in self.classifier.class_groups}
+        probs = class_probabilities(self.classifier, rec)
         ranked = sorted(probs, key=probs.get, reverse=True)
         keep = [c for c in ranked if probs[c] >= self.p.threshold]
         if not keep and self.p.at_least_one:

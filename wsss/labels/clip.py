@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from wsss.labels.base import LabelSource
 from wsss.models.weights import PUBLISHED
 from wsss.record import Record, Resources
 
@@ -115,7 +116,7 @@ def train_clip_head(clip: ClipZeroShot, images: list[np.ndarray], labels: list[l
     return head.eval()
 
 
-class ClipLabels:
+class ClipLabels(LabelSource):
     """``labels.name: clip``."""
 
     def __init__(self, params: ClipLabelParams, resources: Resources) -> None:

@@ -5,6 +5,7 @@ import dataclasses
 
 import numpy as np
 
+from wsss.masks.base import Refiner
 from wsss.masks.compose import compose_label_map
 from wsss.record import Record, Resources
 
@@ -14,7 +15,7 @@ class CamThresholdParams:
     threshold: float = 0.3
 
 
-class CamThreshold:
+class CamThreshold(Refiner):
     def __init__(self, params: CamThresholdParams, resources: Resources) -> None:
         self.p = params
 

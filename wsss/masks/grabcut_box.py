@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from wsss.data.base import Box
+from wsss.masks.base import Refiner
 from wsss.masks.compose import compose_label_map
 from wsss.record import Record, Resources
 
@@ -39,7 +40,7 @@ def grabcut_rect(image: np.ndarray, box: Box, iterations: int, margin: float = 0
     return out
 
 
-class GrabCutBox:
+class GrabCutBox(Refiner):
     def __init__(self, params: GrabCutBoxParams, resources: Resources) -> None:
         self.p = params
 

@@ -15,8 +15,10 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from wsss.masks.base import Refiner, StageImage
 from wsss.masks.compose import compose_label_map
 from wsss.record import Record, Resources
+from wsss.viz import grabcut_seed_picture
 
 VARIANTS = ("PF-PB", "F-PF", "F-PB", "custom")
 
@@ -79,18 +81,22 @@ def grabcut(image: np.ndarray, gc_mask: np.ndarray, iterations: int) -> np.ndarr
     return np.isin(mask, (cv2.GC_FGD, cv2.GC_PR_FGD))
 
 
-class GrabCutCam:
+class GrabCutCam(Refiner):
     def __init__(self, params: GrabCutCamParams, resources: Resources) -> None:
         self.p = params
         self.t = variant_thresholds(params.variant, params.t, params.delta, params.thresholds)
 
-    def class_masks(self, rec: Record) -> dict[int, np.ndarray]:
+    def seeds(self, rec: Record) -> list[tuple[int, tuple[int, int, int, int], np.ndarray]]:
+        """(class, crop x0 y0 x1 y1, quaternary seed of the crop) for each GrabCut run on ``rec``.
+
+        Scope ``image``: one run per class over the whole image. Scope ``box``: one per box, on the box
+        grown by ``margin`` (context for the colour models) with everything outside the box definite
+        background.
+        """
         h, w = rec.image.shape[:2]
-        masks: dict[int, np.ndarray] = {}
         if self.p.scope == "image":
-            for c, cam in rec.cams.items():
-                masks[c] = grabcut(rec.image, cam_to_grabcut_mask(cam, *self.t), self.p.iterations)
-            return masks
+            return [(c, (0, 0, w, h), cam_to_grabcut_mask(cam, *self.t)) for c, cam in rec.cams.items()]
+        runs = []
         for box in rec.boxes:
             x0, y0, x1, y1 = box.with_margin(self.p.margin, h, w)
             cam = rec.cams.get(box.cls)
@@ -100,10 +106,28 @@ class GrabCutCam:
             inside = np.zeros_like(seed, bool)
             inside[box.y0 - y0: box.y1 - y0, box.x0 - x0: box.x1 - x0] = True
             seed[~inside] = cv2.GC_BGD
+            runs.append((box.cls, (x0, y0, x1, y1), seed))
+        return runs
+
+    def class_masks(self, rec: Record) -> dict[int, np.ndarray]:
+        h, w = rec.image.shape[:2]
+        masks: dict[int, np.ndarray] = {}
+        for cls, (x0, y0, x1, y1), seed in self.seeds(rec):
             fg = grabcut(rec.image[y0:y1, x0:x1], seed, self.p.iterations)
-            full = masks.setdefault(box.cls, np.zeros((h, w), bool))
+            full = masks.setdefault(cls, np.zeros((h, w), bool))
             full[y0:y1, x0:x1] |= fg
         return masks
+
+    def stage_images(self, rec: Record) -> list[StageImage]:
+        """Each class's GrabCut seed over the image (outside every crop: definite background)."""
+        h, w = rec.image.shape[:2]
+        full: dict[int, np.ndarray] = {}
+        for cls, (x0, y0, x1, y1), seed in self.seeds(rec):
+            canvas = full.setdefault(cls, np.full((h, w), cv2.GC_BGD, np.uint8))
+            crop = canvas[y0:y1, x0:x1]
+            np.copyto(crop, seed, where=seed != cv2.GC_BGD)
+        return [(f"GrabCut seed, class {c} (red FG, orange PR_FG, blue PR_BG)", grabcut_seed_picture(rec.image, s))
+                for c, s in sorted(full.items())]
 
     def __call__(self, rec: Record) -> np.ndarray:
         masks = self.class_masks(rec)

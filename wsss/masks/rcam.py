@@ -8,11 +8,12 @@ from __future__ import annotations
 import numpy as np
 
 from wsss.cam.rcam import RCamParams, shared_rcam
+from wsss.masks.base import Refiner
 from wsss.masks.compose import compose_label_map
 from wsss.record import Record, Resources
 
 
-class RCamRefiner:
+class RCamRefiner(Refiner):
     """Masks stage ``rcam``: rCAM (scope image) or rCAM_Box (scope box) thresholded per class."""
 
     def __init__(self, params: RCamParams, resources: Resources) -> None:

@@ -10,6 +10,7 @@ from typing import Literal
 
 import numpy as np
 
+from wsss.masks.base import Refiner, StageImage
 from wsss.masks.compose import compose_label_map
 from wsss.masks.sam_selection import candidate_quality, group_in_box, match_box_mask, prune_auto_masks
 from wsss.record import Record, Resources
@@ -70,7 +71,7 @@ def _auto_stack(records: list[dict], shape: tuple[int, int]) -> np.ndarray:
     return np.stack([r["segmentation"] for r in records]).astype(bool)
 
 
-class SamCamMatch:
+class SamCamMatch(Refiner):
     """Box-prompt mask per box, replaced by the best-matching automatic mask (paper 000)."""
 
     def __init__(self, params: SamCamMatchParams, resources: Resources) -> None:
@@ -93,10 +94,13 @@ class SamCamMatch:
             matches.append({"cls": box.cls, "iou": round(iou, 4), "auto_index": index, "box_px": int(bm.sum())})
             masks[box.cls] = masks.get(box.cls, np.zeros(shape, bool)) | mask
         rec.cache["sam_cam_match"] = matches
+        rec.cache["sam_cam_match_views"] = [("SAM box masks", box_masks[:, 0]), ("SAM automatic masks (kept)", auto[kept])]
         return masks
 
-    def __call__(self, rec: Record) -> np.ndarray:
+    def stage_images(self, rec: Record) -> list[StageImage]:
+        return list(rec.cache.get("sam_cam_match_views", []))
 
+    def __call__(self, rec: Record) -> np.ndarray:
         masks = self.class_masks(rec)
         shape = rec.image.shape[:2]
         best = {c: max(b.score for b in rec.boxes if b.cls == c) for c in masks}
@@ -124,12 +128,15 @@ class SamBoxParams:
     uncertain: Literal["ignore", "background"] = "ignore"  # pixels only rejected candidates claim
 
 
-class SamBox:
+class SamBox(Refiner):
     """SAM inside each box with hierarchical grouping; overlaps between boxes resolved by score (paper 003)."""
 
     def __init__(self, params: SamBoxParams, resources: Resources) -> None:
         self.p = params
         self.engine = get_engine(params.model, resources, "masks.sam_box.model.checkpoint")
+
+    def stage_images(self, rec: Record) -> list[StageImage]:
+        return list(rec.cache.get("sam_box_views", []))
 
     def _quality(self, pred_iou: np.ndarray, stability: np.ndarray) -> np.ndarray:
         return candidate_quality(pred_iou, stability, self.p.iou_weight, self.p.stability_weight)
@@ -144,6 +151,8 @@ class SamBox:
         multi_stab = stability_scores(logits, self.p.auto.stability_score_offset)
         records = self.engine.auto_masks(rec, self.p.auto) if self.p.use_auto_masks else []
         auto = _auto_stack(records, shape)
+        rec.cache["sam_box_views"] = [("SAM multimask candidates", multi.reshape(-1, *shape))] + (
+            [("SAM automatic masks", auto)] if len(auto) else [])
         auto_q = self._quality(np.array([r["predicted_iou"] for r in records]),
                                np.array([r["stability_score"] for r in records]))
         uncertain = np.zeros(shape, bool)

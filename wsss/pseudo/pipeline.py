@@ -10,11 +10,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import json
 import os
 import tempfile
 import traceback
 import zlib
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,32 +36,99 @@ from wsss.pseudo.working_size import process_at_working_size
 from wsss.record import Record, Resources
 from wsss.utils.io import write_image, write_label_png, write_text_atomic
 from wsss.utils.runtime import seed_everything, timed
-from wsss.viz import draw_boxes, heatmap, overlay, panel
+from wsss.viz import as_picture, draw_boxes, heatmap, overlay, panel
 
 STAGE_KEYS = ("classifier", "labels", "cam", "boxes", "masks")  # with pseudo.max_side: what shapes a label
 
 
-class PseudoLabeler:
-    """Builds each stage once (models load once per process) and runs them image by image."""
+STAGES = ("labels", "cam", "boxes", "masks")  # in pipeline order
+REGISTRIES = {"labels": LABEL_SOURCES, "cam": CAM_METHODS, "boxes": BOX_SOURCES, "masks": REFINERS}
+StepCallback = Callable[[str, Record], None]
 
-    def __init__(self, cfg: Any, resources: Resources) -> None:
+
+class PseudoLabeler:
+    """Stage one for one image: labels -> cam -> boxes -> masks, each stage built once per process.
+
+    ``gen_pseudo`` and the demo both run images through this class. A call may override any stage's
+    config section (``overrides={"masks": section}``); a stage is rebuilt only when its section
+    changes, and the models the stages share (classifier, SAM) live in ``resources`` and load once.
+    """
+
+    def __init__(self, cfg: Any, resources: Resources, preload: Sequence[str] = STAGES) -> None:
         self.cfg = cfg
         self.resources = resources
-        self.labels = LABEL_SOURCES.build(cfg.labels, resources=resources)
-        self.cam = CAM_METHODS.build(cfg.cam, resources=resources)
-        self.boxes = BOX_SOURCES.build(cfg.boxes, resources=resources)
-        self.refiner = REFINERS.build(cfg.masks, resources=resources)
+        self.builds: Counter[str] = Counter()  # stage builds, so callers (and tests) see what was rebuilt
+        self._built: dict[str, tuple[str, Any]] = {}
+        for kind in preload:  # models load here: a missing checkpoint fails before the first image
+            self.stage(kind)
 
-    def process(self, rec: Record) -> Record:
-        with timed(rec.timings, "labels"):
-            rec.classes, rec.scores = self.labels(rec)
-        with timed(rec.timings, "cam"):
-            rec.cams = self.cam(rec)
-        with timed(rec.timings, "boxes"):
-            rec.boxes = self.boxes(rec)
-        with timed(rec.timings, "masks"):
-            rec.label_map = self.refiner(rec)
+    def close(self) -> None:
+        """Unhook the CAM method from the shared classifier and drop the built stages."""
+        if "cam" in self._built:
+            self._built["cam"][1].release()
+        self._built.clear()
+
+    def stage(self, kind: str, section: Any = None) -> Any:
+        """The built stage ``kind`` for ``section`` (default: the config's), rebuilt only when it changed."""
+        section = getattr(self.cfg, kind) if section is None else section
+        key = json.dumps(dataclasses.asdict(section), sort_keys=True, default=str)
+        cached = self._built.get(kind)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        if cached is not None and kind == "cam":
+            cached[1].release()  # a CAM method hooks the shared classifier; unhook before the next one
+        stage = REGISTRIES[kind].build(section, resources=self.resources)
+        self.builds[kind] += 1
+        self._built[kind] = (key, stage)
+        return stage
+
+    @property
+    def refiner(self) -> Any:
+        """The refiner the last call used (the config's before any call)."""
+        return self._built["masks"][1]
+
+    def process(self, rec: Record, overrides: Mapping[str, Any] | None = None,
+                steps: Sequence[str] = STAGES, on_step: StepCallback | None = None) -> Record:
+        """Run ``steps`` (default: all four, in order) on ``rec``; ``on_step(kind, rec)`` after each one.
+
+        ``steps`` lets a caller supply a stage's output itself: the demo sets ``rec.classes`` to the
+        class the user picked and runs from ``cam`` on.
+        """
+        overrides = overrides or {}
+        for kind in steps:
+            stage = self.stage(kind, overrides.get(kind))
+            with timed(rec.timings, kind):
+                if kind == "labels":
+                    rec.classes, rec.scores = stage(rec)
+                elif kind == "cam":
+                    rec.cams = stage(rec)
+                elif kind == "boxes":
+                    rec.boxes = stage(rec)
+                else:
+                    rec.label_map = stage(rec)
+            if on_step is not None:
+                on_step(kind, rec)
         return rec
+
+    def stage_images(self, rec: Record, cls: int, class_name: str) -> list[tuple[np.ndarray, str]]:
+        """(RGB picture, caption) of each stage for class ``cls``: CAM, boxes, the refiner's own steps, mask."""
+        image = rec.image
+        cam = rec.cams.get(cls, np.zeros(image.shape[:2], np.float32))
+        boxes = [b for b in rec.boxes if b.cls == cls]
+        views = [(heatmap(image, cam), f"CAM ({class_name})"), (draw_boxes(image, boxes), f"boxes ({len(boxes)})")]
+        for title, value in self.refiner.stage_images(rec):
+            pic = as_picture(image, value)
+            if pic is not None:
+                views.append((pic, str(title)))
+        label = rec.label_map if rec.label_map is not None else np.zeros(image.shape[:2], np.uint8)
+        views.append((overlay(image, np.where(label == cls, cls, 0).astype(np.uint8)), "final mask"))
+        return views
+
+
+def seed_image(seed: int, image_id: str) -> None:
+    """Seed every RNG for one image: its label then depends neither on the order, a resume nor the rank's
+    shard, and the demo (which seeds the same way) gives the CLI's label map."""
+    seed_everything(seed + zlib.crc32(image_id.encode()) % 2**31)
 
 
 def stage_config(cfg: Any) -> dict:
@@ -255,8 +324,7 @@ def _label_all(cfg: Any, dataset: SegDataset, resources: Resources, out_dir: Pat
             record: dict[str, Any] = {"image": image_id}
             label_path = out_dir / "labels" / f"{image_id}.png"
             try:
-                # seeded per image: the result does not depend on the order, a resume or the rank's shard
-                seed_everything(cfg.seed + zlib.crc32(image_id.encode()) % 2**31)
+                seed_image(cfg.seed, image_id)
                 rec = Record(dataset.load(image_id))
                 # big photos run through the models as a downscaled copy; the label map comes back at native size
                 rec = process_at_working_size(labeler.process, rec, cfg.pseudo.max_side)

@@ -20,7 +20,7 @@ class TestOptions:
 
 def _scores(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     out = model(x)
-    return out if getattr(model, "outputs_probabilities", False) else out.softmax(1)
+    return out if model.outputs_probabilities else out.softmax(1)
 
 
 def _whole(model: nn.Module, x: torch.Tensor, multiple: int = 32) -> torch.Tensor:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import segmentation_models_pytorch as smp
 import torch
@@ -14,6 +14,32 @@ from wsss.models.backbones import BUNDLED_LITE0, create_backbone
 from wsss.registry import Registry
 
 TRAIN_MODELS = Registry("model")
+
+
+class SegmentationModel(Protocol):
+    """What the trainer and inference read from a stage-two model, declared rather than probed.
+
+    A builder registered in ``TRAIN_MODELS`` (``builder(params, num_classes)``) returns an ``nn.Module``
+    with these attributes; :func:`checked_model` refuses one that lacks them.
+    """
+
+    computes_loss: bool  # True: the trainer calls model(x, labels) for the loss (set prediction)
+    outputs_probabilities: bool  # True: forward gives scores in [0, 1] (no softmax before averaging)
+    encoder: nn.Module  # the pretrained part, trained at train.backbone_lr_mult
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor: ...  # (B, C, H, W) class scores
+
+
+CAPABILITIES = ("computes_loss", "outputs_probabilities", "encoder")
+
+
+def checked_model(model: nn.Module, name: str) -> SegmentationModel:
+    """``model`` after checking it declares every :class:`SegmentationModel` attribute."""
+    missing = [a for a in CAPABILITIES if not hasattr(model, a)]
+    if missing:
+        raise TypeError(f"model '{name}' does not declare {missing}: set them on the module "
+                        "(see wsss.train.models.SegmentationModel)")
+    return model  # type: ignore[return-value]
 
 
 @dataclasses.dataclass
@@ -58,6 +84,8 @@ def deeplabv3plus(p: DeepLabV3PlusParams, num_classes: int) -> nn.Module:
                               decoder_channels=p.decoder_channels)
     if local:
         _load_encoder_weights(model, p)
+    model.computes_loss = False  # a pixel loss on its logits (smp models have .encoder already)
+    model.outputs_probabilities = False
     return model
 
 
