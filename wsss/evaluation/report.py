@@ -12,7 +12,9 @@ and of the foreground-vs-background map. With ``maps_dir`` it also scores contin
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -47,67 +49,114 @@ def _find_map(maps_dir: Path, image_id: str) -> Path | None:
     return None
 
 
+@dataclasses.dataclass
+class _Meters:
+    """What ``evaluate_dir`` sums over the images: label-map and continuous-map scores."""
+
+    k: int
+    cm: ConfusionMatrix
+    label_fg: SaliencyMeter = dataclasses.field(default_factory=SaliencyMeter)
+    label_cls: dict[int, SaliencyMeter] = dataclasses.field(default_factory=dict)
+    map_fg: SaliencyMeter = dataclasses.field(default_factory=SaliencyMeter)
+    map_cls: dict[int, SaliencyMeter] = dataclasses.field(default_factory=dict)
+    images: int = 0
+    missing: int = 0  # images without a prediction (scored as all background)
+    missing_maps: int = 0
+    per_class_maps: bool = False
+
+    def __post_init__(self) -> None:
+        self.label_cls = {c: SaliencyMeter() for c in range(1, self.k)}
+        self.map_cls = {c: SaliencyMeter() for c in range(1, self.k)}
+
+
 def evaluate_dir(pred_dir: str | Path | None, dataset: SegDataset,
                  pred_ignore: Literal["background", "exclude"] = "background", maps_dir: str | Path | None = None,
                  desc: str = "evaluate") -> dict:
     """Every metric over the images of ``dataset`` that have ground truth (see the module docstring)."""
     k = len(dataset.class_names)
-    cm = ConfusionMatrix(k, pred_ignore=pred_ignore)
-    label_fg, label_cls = SaliencyMeter(), {c: SaliencyMeter() for c in range(1, k)}
-    map_fg, map_cls = SaliencyMeter(), {c: SaliencyMeter() for c in range(1, k)}
-    missing = missing_maps = scored = 0
-    per_class_maps = False
+    meters = _Meters(k, ConfusionMatrix(k, pred_ignore=pred_ignore))
+    for image_id, gt in _images_with_gt(dataset, desc):
+        meters.images += 1
+        if pred_dir is not None:
+            _score_labels(meters, Path(pred_dir), image_id, gt)
+        if maps_dir is not None:
+            _score_maps(meters, Path(maps_dir), image_id, gt)
+    return _summary(meters, list(dataset.class_names), pred_dir is not None, maps_dir is not None)
+
+
+def _images_with_gt(dataset: SegDataset, desc: str) -> Iterator[tuple[str, np.ndarray]]:
+    """(id, checked ground truth) of each image that has one; a bad mask raises ``read_gt``'s ValueError."""
     for image_id in tqdm(dataset.ids, desc=desc, unit="img", leave=False):
         gt = read_gt(dataset, image_id)
-        if gt is None:
-            continue
-        scored += 1
-        if pred_dir is not None:
-            pred_path = Path(pred_dir) / f"{image_id}.png"
-            if pred_path.is_file():
-                pred = read_label_png(pred_path)
-            else:
-                missing += 1
-                pred = np.zeros_like(gt)
-            if pred.shape != gt.shape:
-                raise ValueError(f"{pred_path}: size {pred.shape[::-1]} differs from ground truth {gt.shape[::-1]}")
-            try:
-                cm.update(pred, gt)
-            except ValueError as e:  # the matrix knows no file names: say which image and prediction
-                raise ValueError(f"image '{image_id}' (prediction {pred_path}): {e}") from None
-            hard = np.where(pred == IGNORE_INDEX, 0, pred)  # abstaining counts as background here
-            label_fg.update((hard > 0).astype(np.float64), np.where(gt == IGNORE_INDEX, gt, gt > 0))
-            for c in set(np.unique(gt).tolist()) | set(np.unique(hard).tolist()):
-                if 0 < c < k:
-                    label_cls[c].update((hard == c).astype(np.float64), np.where(gt == IGNORE_INDEX, gt, gt == c))
-        if maps_dir is not None:
-            path = _find_map(Path(maps_dir), image_id)
-            if path is None:
-                missing_maps += 1
-                continue
-            prob = read_map(path)
-            fg_gt = np.where(gt == IGNORE_INDEX, gt, gt > 0).astype(np.uint8)
-            if prob.ndim == 3:
-                if prob.shape[0] not in (k - 1, k):
-                    raise ValueError(f"{path}: {prob.shape[0]} maps, expected {k - 1} (one per class) or {k}")
-                per_class_maps = True
-                fg_maps = prob if prob.shape[0] == k - 1 else prob[1:]
-                for c in range(1, k):
-                    if (gt == c).any() or fg_maps[c - 1].max() > 0:
-                        map_cls[c].update(fg_maps[c - 1], np.where(gt == IGNORE_INDEX, gt, gt == c).astype(np.uint8))
-                prob = fg_maps.max(0)
-            if prob.shape != gt.shape:
-                raise ValueError(f"{path}: map size {prob.shape[::-1]} differs from ground truth {gt.shape[::-1]}")
-            map_fg.update(prob, fg_gt)
-    out: dict = {"images": scored, "class_names": list(dataset.class_names)}
-    if pred_dir is not None:
-        out |= cm.metrics() | {"missing": missing, "matrix": cm.matrix.tolist()}
-        out["labels_fg"] = label_fg.metrics()
-        out["labels_per_class"] = {dataset.class_names[c]: m.metrics() for c, m in label_cls.items()}
-    if maps_dir is not None:
-        out["maps_fg"] = map_fg.metrics() | {"missing": missing_maps}
-        if per_class_maps:
-            out["maps_per_class"] = {dataset.class_names[c]: m.metrics() for c, m in map_cls.items()}
+        if gt is not None:
+            yield image_id, gt
+
+
+def _read_prediction(meters: _Meters, pred_path: Path, gt: np.ndarray) -> np.ndarray:
+    """The label map at ``pred_path``; a missing one is counted and scored as all background."""
+    if pred_path.is_file():
+        pred = read_label_png(pred_path)
+    else:
+        meters.missing += 1
+        pred = np.zeros_like(gt)
+    if pred.shape != gt.shape:
+        raise ValueError(f"{pred_path}: size {pred.shape[::-1]} differs from ground truth {gt.shape[::-1]}")
+    return pred
+
+
+def _score_labels(meters: _Meters, pred_dir: Path, image_id: str, gt: np.ndarray) -> None:
+    """Confusion matrix, plus ODS / OIS / MAE of the hard foreground and per-class maps."""
+    pred_path = pred_dir / f"{image_id}.png"
+    pred = _read_prediction(meters, pred_path, gt)
+    try:
+        meters.cm.update(pred, gt)
+    except ValueError as e:  # the matrix knows no file names: say which image and prediction
+        raise ValueError(f"image '{image_id}' (prediction {pred_path}): {e}") from None
+    hard = np.where(pred == IGNORE_INDEX, 0, pred)  # abstaining counts as background here
+    meters.label_fg.update((hard > 0).astype(np.float64), np.where(gt == IGNORE_INDEX, gt, gt > 0))
+    for c in set(np.unique(gt).tolist()) | set(np.unique(hard).tolist()):
+        if 0 < c < meters.k:
+            meters.label_cls[c].update((hard == c).astype(np.float64), np.where(gt == IGNORE_INDEX, gt, gt == c))
+
+
+def _score_maps(meters: _Meters, maps_dir: Path, image_id: str, gt: np.ndarray) -> None:
+    """ODS / OIS / MAE of the image's continuous foreground map (and per-class maps for a KxHxW one)."""
+    path = _find_map(maps_dir, image_id)
+    if path is None:
+        meters.missing_maps += 1
+        return
+    prob = read_map(path)
+    fg_gt = np.where(gt == IGNORE_INDEX, gt, gt > 0).astype(np.uint8)
+    if prob.ndim == 3:
+        prob = _score_class_maps(meters, path, prob, gt)
+    if prob.shape != gt.shape:
+        raise ValueError(f"{path}: map size {prob.shape[::-1]} differs from ground truth {gt.shape[::-1]}")
+    meters.map_fg.update(prob, fg_gt)
+
+
+def _score_class_maps(meters: _Meters, path: Path, prob: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """Scores each class's map of a (K-1 or K)xHxW stack; returns their max as the foreground map."""
+    k = meters.k
+    if prob.shape[0] not in (k - 1, k):
+        raise ValueError(f"{path}: {prob.shape[0]} maps, expected {k - 1} (one per class) or {k}")
+    meters.per_class_maps = True
+    fg_maps = prob if prob.shape[0] == k - 1 else prob[1:]
+    for c in range(1, k):
+        if (gt == c).any() or fg_maps[c - 1].max() > 0:  # a class neither present nor predicted says nothing
+            meters.map_cls[c].update(fg_maps[c - 1], np.where(gt == IGNORE_INDEX, gt, gt == c).astype(np.uint8))
+    return fg_maps.max(0)
+
+
+def _summary(meters: _Meters, class_names: list[str], labels: bool, maps: bool) -> dict:
+    out: dict = {"images": meters.images, "class_names": class_names}
+    if labels:
+        out |= meters.cm.metrics() | {"missing": meters.missing, "matrix": meters.cm.matrix.tolist()}
+        out["labels_fg"] = meters.label_fg.metrics()
+        out["labels_per_class"] = {class_names[c]: m.metrics() for c, m in meters.label_cls.items()}
+    if maps:
+        out["maps_fg"] = meters.map_fg.metrics() | {"missing": meters.missing_maps}
+        if meters.per_class_maps:
+            out["maps_per_class"] = {class_names[c]: m.metrics() for c, m in meters.map_cls.items()}
     return out
 
 

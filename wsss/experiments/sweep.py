@@ -95,56 +95,97 @@ def gt_boxes(gt: np.ndarray, classes: list[int], min_pixels: int = 16) -> list[B
     return boxes
 
 
+@dataclasses.dataclass
+class _Sweep:
+    """Meters of every technique at every threshold, and the GrabCut-CAM cutter of each (variant, t, scope)."""
+
+    thresholds: list[float]
+    iterations: int
+    margin: float
+    cutters: dict[tuple[str, int, str], GrabCutCam]
+    class_seg: dict[str, list[BinaryClassMeter]]
+    object_seg: dict[str, list[BinaryClassMeter]]
+    saliency: dict[str, SaliencyMeter]
+
+
 def sweep_dataset(dataset: Any, cam_stage: Any, thresholds: list[float], iterations: int = 1,
                   rcam: Any = None, limit: int | None = None, delta: float = 0.01, margin: float = 0.15) -> SweepResult:
     """Run every technique at every threshold over ``dataset`` (images with ground truth)."""
     k = len(dataset.class_names)
-    techniques = ["cam"] + [f"gccam {v}" for v in VARIANTS]
-    cls_m = {n: [BinaryClassMeter(k) for _ in thresholds] for n in techniques}
-    obj_m = {"grabcut": [BinaryClassMeter(k)]} | {n: [BinaryClassMeter(k) for _ in thresholds] for n in techniques}
-    sal = {s: SaliencyMeter() for s in ("cam1", "cam2", "rcam1", "rcam2", "rcam3", "rcam")} if rcam is not None else {}
-    cutters = {(v, i, sc): GrabCutCam(GrabCutCamParams(variant=v, t=t, delta=delta, scope=sc, iterations=iterations,
-                                                       margin=margin), None)
-               for v in VARIANTS for i, t in enumerate(thresholds) for sc in ("image", "box")}
+    sweep = _new_sweep(k, thresholds, iterations, delta, margin, with_rcam=rcam is not None)
     ids = list(dataset.ids)[:limit] if limit else list(dataset.ids)
     for image_id in tqdm(ids, desc="sweep", unit="img"):
         gt = read_gt(dataset, image_id)
         if gt is None:
             continue
-        sample = dataset.load(image_id)
-        classes = [int(c) for c in np.unique(gt) if 0 < c < k]
-        rec = Record(sample, classes=classes)
-        rec.cams = cam_stage(rec)  # once per image, reused for every threshold
-        valid = gt != IGNORE_INDEX
-        for c in classes:  # class segmentation: the whole image, one class at a time
-            one = Record(sample, classes=[c], cams={c: rec.cams[c]})
-            for i, t in enumerate(thresholds):
-                cls_m["cam"][i].update(c, rec.cams[c] >= t, gt == c, valid)
-                for v in VARIANTS:
-                    cls_m[f"gccam {v}"][i].update(c, cutters[(v, i, "image")].class_masks(one)[c], gt == c, valid)
-        for b in gt_boxes(gt, classes):  # object segmentation: inside each box
-            sl = (slice(b.y0, b.y1), slice(b.x0, b.x1))
-            g, ok = (gt == b.cls)[sl], valid[sl]
-            obj_m["grabcut"][0].update(b.cls, grabcut_rect(sample.image, b, iterations, margin)[sl], g, ok)
-            one = Record(sample, classes=[b.cls], cams={b.cls: rec.cams[b.cls]}, boxes=[b])
-            for i, t in enumerate(thresholds):
-                obj_m["cam"][i].update(b.cls, rec.cams[b.cls][sl] >= t, g, ok)
-                for v in VARIANTS:
-                    fg = cutters[(v, i, "box")].class_masks(one)[b.cls][sl]
-                    obj_m[f"gccam {v}"][i].update(b.cls, fg, g, ok)
-        if rcam is not None and classes:
-            for c, stages in rcam.maps(sample.image, classes).items():
-                target = np.where(valid, (gt == c).astype(np.uint8), IGNORE_INDEX).astype(np.uint8)
-                for s, m in stages.items():
-                    sal[s].update(np.clip(m, 0.0, 1.0), target)
+        _sweep_image(sweep, dataset.load(image_id), gt, cam_stage, rcam, k)
+    return _sweep_result(sweep)
+
+
+def _new_sweep(k: int, thresholds: list[float], iterations: int, delta: float, margin: float, with_rcam: bool) -> _Sweep:
+    techniques = ["cam"] + [f"gccam {v}" for v in VARIANTS]
+    cls_m = {n: [BinaryClassMeter(k) for _ in thresholds] for n in techniques}
+    obj_m = {"grabcut": [BinaryClassMeter(k)]} | {n: [BinaryClassMeter(k) for _ in thresholds] for n in techniques}
+    sal = {s: SaliencyMeter() for s in ("cam1", "cam2", "rcam1", "rcam2", "rcam3", "rcam")} if with_rcam else {}
+    cutters = {(v, i, sc): GrabCutCam(GrabCutCamParams(variant=v, t=t, delta=delta, scope=sc, iterations=iterations,
+                                                       margin=margin), None)
+               for v in VARIANTS for i, t in enumerate(thresholds) for sc in ("image", "box")}
+    return _Sweep(list(thresholds), iterations, margin, cutters, cls_m, obj_m, sal)
+
+
+def _sweep_image(sweep: _Sweep, sample: Any, gt: np.ndarray, cam_stage: Any, rcam: Any, k: int) -> None:
+    """Class segmentation, object segmentation and (with ``rcam``) saliency of one image."""
+    classes = [int(c) for c in np.unique(gt) if 0 < c < k]
+    rec = Record(sample, classes=classes)
+    rec.cams = cam_stage(rec)  # once per image, reused for every threshold
+    valid = gt != IGNORE_INDEX
+    for c in classes:
+        _class_seg(sweep, sample, rec.cams[c], c, gt, valid)
+    for b in gt_boxes(gt, classes):
+        _object_seg(sweep, sample, rec.cams[b.cls], b, gt, valid)
+    if rcam is not None and classes:
+        _rcam_saliency(sweep, rcam, sample, classes, gt, valid)
+
+
+def _class_seg(sweep: _Sweep, sample: Any, cam: np.ndarray, c: int, gt: np.ndarray, valid: np.ndarray) -> None:
+    """The whole image, one class at a time."""
+    one = Record(sample, classes=[c], cams={c: cam})
+    for i, t in enumerate(sweep.thresholds):
+        sweep.class_seg["cam"][i].update(c, cam >= t, gt == c, valid)
+        for v in VARIANTS:
+            sweep.class_seg[f"gccam {v}"][i].update(c, sweep.cutters[(v, i, "image")].class_masks(one)[c], gt == c, valid)
+
+
+def _object_seg(sweep: _Sweep, sample: Any, cam: np.ndarray, b: Box, gt: np.ndarray, valid: np.ndarray) -> None:
+    """Inside one ground-truth box: naked GrabCut on the box, then CAM and GrabCut-CAM at each t."""
+    sl = (slice(b.y0, b.y1), slice(b.x0, b.x1))
+    g, ok = (gt == b.cls)[sl], valid[sl]
+    sweep.object_seg["grabcut"][0].update(b.cls, grabcut_rect(sample.image, b, sweep.iterations, sweep.margin)[sl], g, ok)
+    one = Record(sample, classes=[b.cls], cams={b.cls: cam}, boxes=[b])
+    for i, t in enumerate(sweep.thresholds):
+        sweep.object_seg["cam"][i].update(b.cls, cam[sl] >= t, g, ok)
+        for v in VARIANTS:
+            fg = sweep.cutters[(v, i, "box")].class_masks(one)[b.cls][sl]
+            sweep.object_seg[f"gccam {v}"][i].update(b.cls, fg, g, ok)
+
+
+def _rcam_saliency(sweep: _Sweep, rcam: Any, sample: Any, classes: list[int], gt: np.ndarray, valid: np.ndarray) -> None:
+    """Each CAM / rCAM stage map of each present class against that class's mask (paper 002)."""
+    for c, stages in rcam.maps(sample.image, classes).items():
+        target = np.where(valid, (gt == c).astype(np.uint8), IGNORE_INDEX).astype(np.uint8)
+        for s, m in stages.items():
+            sweep.saliency[s].update(np.clip(m, 0.0, 1.0), target)
+
+
+def _sweep_result(sweep: _Sweep) -> SweepResult:
     saliency = {}
-    for s, meter in sal.items():
+    for s, meter in sweep.saliency.items():
         with np.errstate(divide="ignore", invalid="ignore"):
             prec = np.where(meter.tp + meter.fp > 0, meter.tp / np.maximum(meter.tp + meter.fp, 1), 0.0)
-        rec_ = meter.tp / max(meter.positives, 1)
-        saliency[s] = meter.metrics() | {"F": f_beta(prec, rec_).tolist()}
-    return SweepResult(list(thresholds), {n: [m.metrics() for m in ms] for n, ms in cls_m.items()},
-                       {n: [m.metrics() for m in ms] for n, ms in obj_m.items()}, saliency)
+        recall = meter.tp / max(meter.positives, 1)
+        saliency[s] = meter.metrics() | {"F": f_beta(prec, recall).tolist()}
+    return SweepResult(sweep.thresholds, {n: [m.metrics() for m in ms] for n, ms in sweep.class_seg.items()},
+                       {n: [m.metrics() for m in ms] for n, ms in sweep.object_seg.items()}, saliency)
 
 
 def format_best_table(result: SweepResult, task: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Literal
 
 import torch
 from torch import nn
@@ -193,8 +194,23 @@ def find_guide_layers(model: nn.Module, input_size: int = 64, stride: int = 8) -
     (ViT tokens, NHWC maps): set ``masks.rcam.guide_layer``.
     """
     modules = dict(model.named_modules())
+    order, io = _block_io(model, modules, input_size)
+    found: list[str] = []
+    _collect_guide_blocks("", modules, io, _stride_size(input_size, stride), found)
+    if not found:
+        raise ValueError(f"{type(model).__name__}: no block outputs a stride-{stride} map for a {input_size}px input; "
+                         "set masks.rcam.guide_layer to a dotted module name or a list of them")
+    return sorted(found, key=order.__getitem__)
+
+
+_Shape = tuple[int, ...] | None
+
+
+def _block_io(model: nn.Module, modules: dict[str, nn.Module], input_size: int,
+              ) -> tuple[dict[str, int], dict[str, tuple[_Shape, _Shape]]]:
+    """Forward order and (input, output) shapes of every module that runs for one zero image."""
     order: dict[str, int] = {}
-    io: dict[str, tuple[tuple[int, ...] | None, tuple[int, ...] | None]] = {}
+    io: dict[str, tuple[_Shape, _Shape]] = {}
     hooks = []
     for name, m in modules.items():
 
@@ -207,37 +223,35 @@ def find_guide_layers(model: nn.Module, input_size: int = 64, stride: int = 8) -
 
         hooks.append(m.register_forward_hook(hook))
     forward_zero_image(model, hooks, input_size)
-    want = _stride_size(input_size, stride)
+    return order, io
 
-    def side(shape: tuple[int, ...] | None) -> int | None:  # the map side, None for tokens / vectors
-        return shape[2] if shape is not None and len(shape) == 4 and shape[2] == shape[3] else None
 
-    def at_stride(shape: tuple[int, ...] | None) -> bool:
-        return side(shape) in want
+def _map_side(shape: _Shape) -> int | None:
+    """The side of a square NCHW map, None for tokens / vectors."""
+    return shape[2] if shape is not None and len(shape) == 4 and shape[2] == shape[3] else None
 
-    found: list[str] = []
 
-    def visit(name: str) -> None:
-        m = modules[name]
-        for child, _ in m.named_children():
-            full = f"{name}.{child}" if name else child
-            if full not in io:  # never called in forward
-                continue
-            s_in, s_out = io[full]
-            a, b = side(s_in), side(s_out)
-            finer_in = a is not None and a > max(want)
-            coarser_out = b is None or b < min(want)
-            if isinstance(modules[full], _CONTAINERS):
-                if at_stride(s_out) or (finer_in and coarser_out):
-                    visit(full)
-            elif at_stride(s_out):
-                if not _is_pointwise(modules[full], s_in, s_out):
-                    found.append(full)
-            elif finer_in and coarser_out:  # a wrapper or a whole network around the stride-8 stage
-                visit(full)
+def _guide_action(module: nn.Module, s_in: _Shape, s_out: _Shape, want: set[int]) -> Literal["descend", "take", "skip"]:
+    """What ``find_guide_layers`` does with one called child (its docstring gives the rules)."""
+    a, b = _map_side(s_in), _map_side(s_out)
+    at_stride = b in want
+    spans = a is not None and a > max(want) and (b is None or b < min(want))  # finer input, coarser output
+    if isinstance(module, _CONTAINERS):
+        return "descend" if at_stride or spans else "skip"
+    if at_stride:
+        return "skip" if _is_pointwise(module, s_in, s_out) else "take"
+    return "descend" if spans else "skip"  # a wrapper or a whole network around the stride-8 stage
 
-    visit("")
-    if not found:
-        raise ValueError(f"{type(model).__name__}: no block outputs a stride-{stride} map for a {input_size}px input; "
-                         "set masks.rcam.guide_layer to a dotted module name or a list of them")
-    return sorted(found, key=order.__getitem__)
+
+def _collect_guide_blocks(name: str, modules: dict[str, nn.Module], io: dict[str, tuple[_Shape, _Shape]],
+                          want: set[int], found: list[str]) -> None:
+    """Walk the children of ``name`` (depth first), appending every block taken."""
+    for child, _ in modules[name].named_children():
+        full = f"{name}.{child}" if name else child
+        if full not in io:  # never called in forward
+            continue
+        action = _guide_action(modules[full], *io[full], want)
+        if action == "descend":
+            _collect_guide_blocks(full, modules, io, want, found)
+        elif action == "take":
+            found.append(full)

@@ -15,6 +15,7 @@ import dataclasses
 import json
 import resource
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -161,6 +162,55 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB -> MiB (process peak RSS)
 
 
+@dataclasses.dataclass
+class _Run:
+    """What one training run builds once and every epoch uses."""
+
+    cfg: Any
+    info: DistInfo
+    out: Path
+    data: PseudoLabelSet
+    val_set: SegDataset
+    sampler: BlockSampler
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    micro: int
+    accum: int
+    model: nn.Module  # unwrapped; DDP (when distributed) wraps it after the resume
+    opt: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    dtype: torch.dtype | None
+
+    @property
+    def p(self) -> TrainParams:
+        return self.cfg.train
+
+    @property
+    def device(self) -> torch.device:
+        return self.info.device
+
+    @property
+    def steps(self) -> int:
+        return self.sampler.steps
+
+    @property
+    def total(self) -> int:
+        return self.p.epochs * self.sampler.steps
+
+
+@dataclasses.dataclass
+class _Progress:
+    """What a checkpoint carries over to the next epoch (and to a resumed run)."""
+
+    start_epoch: int = 0
+    best: float = -1.0
+    history: list[dict] = dataclasses.field(default_factory=list)
+
+    def last_val(self) -> dict:
+        """The latest validation metrics, ``{}`` when the last finished epoch did not validate."""
+        return self.history[-1]["val"] if self.history and self.history[-1].get("val") else {}
+
+
 def train(cfg: Any, work_dir: str | Path, resume: bool = False, overwrite: bool = False) -> dict:
     """Train ``cfg.model`` on pseudo-labels of ``data.split``; returns the final val metrics.
 
@@ -168,111 +218,186 @@ def train(cfg: Any, work_dir: str | Path, resume: bool = False, overwrite: bool 
     rerun would silently replace hours of training. Under torchrun every rank calls this; rank 0 writes
     checkpoints, logs and the progress bar.
     """
-    p = cfg.train
     work_dir = Path(work_dir)
-    out = work_dir / p.out
-    if not resume and not overwrite and (out / "last.pth").is_file():  # before any work, so nothing is touched
+    out = work_dir / cfg.train.out
+    _refuse_to_replace(out, resume, overwrite)
+    info = init_distributed(cfg.device)
+    seed_everything(cfg.seed)
+    run = _build_run(cfg, work_dir, out, info)
+    progress = _resume(run) if resume else _Progress()
+    _prepare_out_dir(out, info)
+    ddp = _wrap_ddp(run.model, info)
+    writer = _tensorboard(out) if run.p.tensorboard and info.is_main else None
+    bar = tqdm(total=run.total, initial=progress.start_epoch * run.steps, desc="train", unit="it",
+               disable=not info.is_main)
+    metrics = progress.last_val()
+    for epoch in range(progress.start_epoch, run.p.epochs):
+        entry = _train_epoch(run, ddp, epoch, bar)
+        if _validates(run.p, epoch):
+            metrics = _validate(run, progress, epoch, entry)
+        progress.history.append(entry)
+        _checkpoint(run, progress, epoch, entry, writer)
+    bar.close()
+    _finish(run, progress, writer)
+    return metrics
+
+
+def _refuse_to_replace(out: Path, resume: bool, overwrite: bool) -> None:
+    """Before any work, so nothing is touched: an existing run needs ``resume`` or ``overwrite``."""
+    if not resume and not overwrite and (out / "last.pth").is_file():
         raise FileExistsError(f"{out / 'last.pth'} exists: pass --resume to continue that run, or --overwrite to "
                               "start again and replace it (or choose another --work-dir)")
-    info = init_distributed(cfg.device)
-    device = info.device
-    seed_everything(cfg.seed)
+
+
+def _build_run(cfg: Any, work_dir: Path, out: Path, info: DistInfo) -> _Run:
+    """Data sets, sampler, model, optimiser and grad scaler, in the order that fixes the seeded init."""
+    p = cfg.train
     train_set = build_dataset(cfg.data, cfg.data.split)
     val_set = build_dataset(cfg.data, cfg.data.val_split)
-    num_classes = len(train_set.class_names)
     mean, std = model_normalisation(cfg)
     labels_dir = Path(p.labels_dir) if p.labels_dir else work_dir / cfg.pseudo.out / "labels"
     data = PseudoLabelSet(train_set, labels_dir, p.crop_size, (p.scale[0], p.scale[1]), mean, std, cfg.seed)
     micro, accum = micro_batching(p, info.world_size)
     sampler = BlockSampler(data, micro, accum, info.rank, info.world_size, cfg.seed)
-    steps, total = sampler.steps, p.epochs * sampler.steps
-
-    model = build_model(cfg, num_classes)
-    if p.sync_bn and info.enabled and device.type == "cuda":
+    model = build_model(cfg, len(train_set.class_names))
+    if p.sync_bn and info.enabled and info.device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    model = model.to(device)
+    model = model.to(info.device)
     opt = build_optimizer(p, model)
-    dtype = amp_dtype(p, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    start_epoch, best, history = 0, -1.0, []
-    if resume and (out / "last.pth").is_file():
-        state = load_checkpoint(out / "last.pth", ("model", "optimizer", "epoch", "best_miou", "history"))
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        if state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        start_epoch, best, history = state["epoch"] + 1, state["best_miou"], json.loads(state["history"])
+    dtype = amp_dtype(p, info.device)
+    scaler = torch.amp.GradScaler(info.device.type, enabled=dtype == torch.float16)
+    return _Run(cfg, info, out, data, val_set, sampler, mean, std, micro, accum, model, opt, scaler, dtype)
+
+
+def _resume(run: _Run) -> _Progress:
+    """Model, optimiser, scaler, epoch, best mIoU and history from ``last.pth`` (a fresh start without one).
+
+    There is no RNG state to restore: every epoch reseeds from ``seed + epoch`` (see ``_train_epoch``).
+    """
+    path = run.out / "last.pth"
+    if not path.is_file():
+        return _Progress()
+    state = load_checkpoint(path, ("model", "optimizer", "epoch", "best_miou", "history"))
+    run.model.load_state_dict(state["model"])
+    run.opt.load_state_dict(state["optimizer"])
+    if state.get("scaler"):
+        run.scaler.load_state_dict(state["scaler"])
+    return _Progress(state["epoch"] + 1, state["best_miou"], json.loads(state["history"]))
+
+
+def _prepare_out_dir(out: Path, info: DistInfo) -> None:
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         for stale in out.glob(".*.tmp*"):  # temp files of a run killed mid-write; never a checkpoint
             stale.unlink(missing_ok=True)
-    ddp = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) \
-        if info.enabled else model
-    computes_loss = getattr(model, "computes_loss", False)
-    writer = _tensorboard(out) if p.tensorboard and info.is_main else None
-    bar = tqdm(total=total, initial=start_epoch * steps, desc="train", unit="it", disable=not info.is_main)
-    metrics: dict = history[-1]["val"] if history and history[-1].get("val") else {}
-    for epoch in range(start_epoch, p.epochs):
-        seed_everything(cfg.seed + epoch)
-        data.reseed(cfg.seed + epoch)
-        sampler.set_epoch(epoch)
-        loader = DataLoader(data, batch_size=micro, sampler=sampler, num_workers=cfg.num_workers,
-                            pin_memory=device.type == "cuda")
-        ddp.train()
-        loss_sum, wait, t_epoch = 0.0, 0.0, time.perf_counter()
-        batches = iter(loader)
-        for step in range(steps):
-            it = epoch * steps + step
-            for group in opt.param_groups:
-                group["lr"] = lr_at(p, it, total) * group["lr_mult"]
-            for a in range(accum):
-                t0 = time.perf_counter()
-                x, y = next(batches)
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                wait += time.perf_counter() - t0
-                torch.manual_seed(_micro_seed(cfg.seed, epoch, (step * accum + a) * info.world_size + info.rank))
-                sync = contextlib.nullcontext() if a == accum - 1 or not info.enabled else ddp.no_sync()
-                with sync:
-                    with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                        loss = ddp(x, y) if computes_loss else pixel_loss(ddp(x), y)
-                    scaler.scale(loss.float() / accum).backward()
-                loss_sum += loss.item()
-            if p.clip_grad_norm > 0:
-                scaler.unscale_(opt)
-                nn.utils.clip_grad_norm_(model.parameters(), p.clip_grad_norm)
-            scaler.step(opt)
-            scaler.update()
-            opt.zero_grad(set_to_none=True)
-            bar.update(1)
-            bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}")
-        seconds = time.perf_counter() - t_epoch
-        loss_total, wait_total = all_reduce_sum(info, np.array([loss_sum, wait]))
-        entry: dict = {"epoch": epoch + 1, "loss": float(loss_total / (steps * accum * info.world_size)),
-                       "lr": lr_at(p, (epoch + 1) * steps - 1, total),
-                       "images_per_s": round(steps * p.batch_size / seconds, 2),
-                       "data_wait_share": round(float(wait_total) / info.world_size / seconds, 4),
-                       "peak_mem_mb": round(_peak_memory_mb(device), 1)}
-        if (epoch + 1) % p.val_interval == 0 or epoch + 1 == p.epochs:
-            broadcast_buffers(info, model)  # score every shard with the running stats that rank 0 saves
-            metrics = evaluate_model(model, val_set, mean, std, device, dist_info=info)
-            entry["val"] = {k: metrics[k] for k in ("mIoU", "fwIoU", "mAcc", "IoU")}
-            if metrics["mIoU"] > best:
-                best = metrics["mIoU"]
-                if info.is_main:
-                    _save(out / "best.pth", model, opt, scaler, epoch, best, history + [entry])
-        history.append(entry)
-        if info.is_main:
-            _save(out / "last.pth", model, opt, scaler, epoch, best, history)
-            if writer is not None:
-                _log_scalars(writer, entry, (epoch + 1) * steps)
-        barrier(info)  # no rank starts the next epoch (or returns) before the checkpoint exists
-    bar.close()
-    if info.is_main:
-        with atomic_path(out / "log.json") as tmp:
-            tmp.write_text(json.dumps(history, indent=1))
+
+
+def _wrap_ddp(model: nn.Module, info: DistInfo) -> nn.Module:
+    """DDP under torchrun (after the resume, so every rank starts from the loaded weights), else the model."""
+    if not info.enabled:
+        return model
+    return DistributedDataParallel(model, device_ids=[info.device] if info.device.type == "cuda" else None)
+
+
+def _train_epoch(run: _Run, ddp: nn.Module, epoch: int, bar: tqdm) -> dict:
+    """One pass over the pseudo-labels; returns the epoch's log entry (loss, lr, throughput, memory)."""
+    seed = run.cfg.seed + epoch  # reseeded each epoch, so a resumed run repeats an uninterrupted one
+    seed_everything(seed)
+    run.data.reseed(seed)
+    run.sampler.set_epoch(epoch)
+    loader = DataLoader(run.data, batch_size=run.micro, sampler=run.sampler, num_workers=run.cfg.num_workers,
+                        pin_memory=run.device.type == "cuda")
+    ddp.train()
+    loss_sum, wait, t_epoch = 0.0, 0.0, time.perf_counter()
+    batches = iter(loader)
+    for step in range(run.steps):
+        last_loss, step_loss, step_wait = _optimizer_step(run, ddp, epoch, step, batches)
+        loss_sum += step_loss
+        wait += step_wait
+        bar.update(1)
+        bar.set_postfix(epoch=epoch + 1, loss=f"{last_loss:.3f}")
+    return _epoch_entry(run, epoch, loss_sum, wait, time.perf_counter() - t_epoch)
+
+
+def _optimizer_step(run: _Run, ddp: nn.Module, epoch: int, step: int, batches: Iterator) -> tuple[float, float, float]:
+    """``accum`` micro-batches, then one optimiser step; returns (last loss, summed loss, data wait in s)."""
+    it = epoch * run.steps + step
+    for group in run.opt.param_groups:
+        group["lr"] = lr_at(run.p, it, run.total) * group["lr_mult"]
+    loss_sum, wait = 0.0, 0.0
+    for a in range(run.accum):
+        loss, a_wait = _micro_step(run, ddp, epoch, step * run.accum + a, batches, last=a == run.accum - 1)
+        loss_sum += loss
+        wait += a_wait
+    if run.p.clip_grad_norm > 0:
+        run.scaler.unscale_(run.opt)
+        nn.utils.clip_grad_norm_(run.model.parameters(), run.p.clip_grad_norm)
+    run.scaler.step(run.opt)
+    run.scaler.update()
+    run.opt.zero_grad(set_to_none=True)
+    return loss, loss_sum, wait
+
+
+def _micro_step(run: _Run, ddp: nn.Module, epoch: int, block: int, batches: Iterator, last: bool) -> tuple[float, float]:
+    """Forward and backward of one micro-batch (this rank's ``block``); returns (loss, data wait in s)."""
+    info, device = run.info, run.device
+    t0 = time.perf_counter()
+    x, y = next(batches)
+    x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+    wait = time.perf_counter() - t0
+    torch.manual_seed(_micro_seed(run.cfg.seed, epoch, block * info.world_size + info.rank))
+    sync = contextlib.nullcontext() if last or not info.enabled else ddp.no_sync()  # all-reduce once per step
+    with sync:
+        with torch.autocast(device.type, dtype=run.dtype or torch.float32, enabled=run.dtype is not None):
+            loss = ddp(x, y) if getattr(run.model, "computes_loss", False) else pixel_loss(ddp(x), y)
+        run.scaler.scale(loss.float() / run.accum).backward()
+    return loss.item(), wait
+
+
+def _epoch_entry(run: _Run, epoch: int, loss_sum: float, wait: float, seconds: float) -> dict:
+    """The epoch's log line, with loss and data wait summed over ranks."""
+    p, info, steps = run.p, run.info, run.steps
+    loss_total, wait_total = all_reduce_sum(info, np.array([loss_sum, wait]))
+    return {"epoch": epoch + 1, "loss": float(loss_total / (steps * run.accum * info.world_size)),
+            "lr": lr_at(p, (epoch + 1) * steps - 1, run.total),
+            "images_per_s": round(steps * p.batch_size / seconds, 2),
+            "data_wait_share": round(float(wait_total) / info.world_size / seconds, 4),
+            "peak_mem_mb": round(_peak_memory_mb(run.device), 1)}
+
+
+def _validates(p: TrainParams, epoch: int) -> bool:
+    """Every ``val_interval`` epochs, and always after the last one."""
+    return (epoch + 1) % p.val_interval == 0 or epoch + 1 == p.epochs
+
+
+def _validate(run: _Run, progress: _Progress, epoch: int, entry: dict) -> dict:
+    """Val metrics into ``entry``; a new best mIoU is saved as ``best.pth`` (with ``entry`` in its history)."""
+    broadcast_buffers(run.info, run.model)  # score every shard with the running stats that rank 0 saves
+    metrics = evaluate_model(run.model, run.val_set, run.mean, run.std, run.device, dist_info=run.info)
+    entry["val"] = {k: metrics[k] for k in ("mIoU", "fwIoU", "mAcc", "IoU")}
+    if metrics["mIoU"] > progress.best:
+        progress.best = metrics["mIoU"]
+        if run.info.is_main:
+            _save(run.out / "best.pth", run.model, run.opt, run.scaler, epoch, progress.best,
+                  progress.history + [entry])
+    return metrics
+
+
+def _checkpoint(run: _Run, progress: _Progress, epoch: int, entry: dict, writer: Any) -> None:
+    """``last.pth`` (atomic) and the TensorBoard scalars by rank 0; then every rank waits for it."""
+    if run.info.is_main:
+        _save(run.out / "last.pth", run.model, run.opt, run.scaler, epoch, progress.best, progress.history)
+        if writer is not None:
+            _log_scalars(writer, entry, (epoch + 1) * run.steps)
+    barrier(run.info)  # no rank starts the next epoch (or returns) before the checkpoint exists
+
+
+def _finish(run: _Run, progress: _Progress, writer: Any) -> None:
+    if run.info.is_main:
+        with atomic_path(run.out / "log.json") as tmp:
+            tmp.write_text(json.dumps(progress.history, indent=1))
     if writer is not None:
         writer.close()
-    return metrics
 
 
 def _tensorboard(out: Path) -> Any:
