@@ -51,6 +51,11 @@ class DeepLabV3PlusParams:
     encoder_output_stride: int = 16
     decoder_channels: int = 256
 
+    @property
+    def pretrained_weights(self) -> str | None:
+        """What the encoder starts from (it decides the input normalisation)."""
+        return self.encoder_weights
+
 
 def _load_encoder_weights(model: smp.DeepLabV3Plus, p: DeepLabV3PlusParams) -> None:
     """Copy a timm backbone's tensors into smp's encoder by name (``model.`` prefix for tu- encoders)."""
@@ -127,6 +132,11 @@ class Mask2FormerParams:
         if self.backbone not in BACKBONE_PRESETS:
             raise ValueError(f"model.mask2former.backbone: unknown '{self.backbone}'; "
                              f"choose one of {', '.join(BACKBONE_PRESETS)}")
+
+    @property
+    def pretrained_weights(self) -> str | None:
+        """What the backbone starts from (it decides the input normalisation)."""
+        return self.backbone_weights
 
 
 def semantic_scores(class_logits: torch.Tensor, mask_logits: torch.Tensor) -> torch.Tensor:

@@ -33,7 +33,7 @@ from wsss.distributed import DistInfo, all_reduce_sum, barrier, broadcast_buffer
 from wsss.evaluation import ConfusionMatrix, metrics_from_confusion
 from wsss.models.backbones import normalisation
 from wsss.train.data import BlockSampler, PseudoLabelSet
-from wsss.train.models import TRAIN_MODELS
+from wsss.train.models import TRAIN_MODELS, checked_model
 from wsss.utils.io import IGNORE_INDEX, atomic_path, write_label_png
 from wsss.utils.runtime import seed_everything
 
@@ -63,13 +63,13 @@ class TrainParams:
 
 
 def build_model(cfg: Any, num_classes: int) -> nn.Module:
-    return TRAIN_MODELS.build(cfg.model, num_classes=num_classes)
+    """The stage-two model ``model.name``, checked to declare what the trainer reads (``SegmentationModel``)."""
+    return checked_model(TRAIN_MODELS.build(cfg.model, num_classes=num_classes), cfg.model.name)
 
 
 def model_normalisation(cfg: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    section = getattr(cfg.model, cfg.model.name, None)
-    weights = getattr(section, "encoder_weights", None) or getattr(section, "backbone_weights", None)
-    return normalisation(weights)
+    """Input mean / std of the model's pretrained weights (each params class names them: ``pretrained_weights``)."""
+    return normalisation(getattr(cfg.model, cfg.model.name).pretrained_weights)
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -135,8 +135,7 @@ def micro_batching(p: TrainParams, world_size: int) -> tuple[int, int]:
 
 
 def build_optimizer(p: TrainParams, model: nn.Module) -> torch.optim.Optimizer:
-    encoder = getattr(model, "encoder", None)
-    enc_ids = {id(q) for q in encoder.parameters()} if isinstance(encoder, nn.Module) else set()
+    enc_ids = {id(q) for q in model.encoder.parameters()}
     groups = [{"params": [q for q in model.parameters() if id(q) in enc_ids], "lr_mult": p.backbone_lr_mult},
               {"params": [q for q in model.parameters() if id(q) not in enc_ids], "lr_mult": 1.0}]
     groups = [g for g in groups if g["params"]]
@@ -349,7 +348,7 @@ def _micro_step(run: _Run, ddp: nn.Module, epoch: int, block: int, batches: Iter
     sync = contextlib.nullcontext() if last or not info.enabled else ddp.no_sync()  # all-reduce once per step
     with sync:
         with torch.autocast(device.type, dtype=run.dtype or torch.float32, enabled=run.dtype is not None):
-            loss = ddp(x, y) if getattr(run.model, "computes_loss", False) else pixel_loss(ddp(x), y)
+            loss = ddp(x, y) if run.model.computes_loss else pixel_loss(ddp(x), y)
         run.scaler.scale(loss.float() / run.accum).backward()
     return loss.item(), wait
 
