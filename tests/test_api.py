@@ -60,6 +60,11 @@ def test_the_batch_run_writes_what_a_single_call_gives_and_resumes(labeler: wsss
     stamp = (out / "labels" / "p0.png").stat().st_mtime_ns
     assert labeler.run(photos, out) == manifest  # finished images are skipped
     assert (out / "labels" / "p0.png").stat().st_mtime_ns == stamp
+    from pycocotools.coco import COCO
+
+    counts = wsss.export(out, "coco_rle")  # class names come from the run's stage_config.yaml
+    coco = COCO(counts["out"])
+    assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == ["object"] and len(coco.getImgIds()) == 2
 
 
 def test_classes_and_overrides_reach_the_config(tmp_path: Path) -> None:

@@ -217,6 +217,7 @@ def _check_same_config(out_dir: Path, cfg: Any, overwrite: bool) -> None:
     if overwrite or not path.is_file() or not _holds_labels(out_dir):
         return
     previous = yaml.safe_load(path.read_text()) or {}
+    previous.pop("class_names", None)  # recorded for the exporters, not compared: the stages decide a label
     current = stage_config(cfg)
     if previous != current:
         changed = [k for k in (*STAGE_KEYS, "max_side") if previous.get(k) != current.get(k)]
@@ -224,9 +225,10 @@ def _check_same_config(out_dir: Path, cfg: Any, overwrite: bool) -> None:
                              "use another --work-dir, or --set pseudo.overwrite=true to redo them")
 
 
-def _record_config(out_dir: Path, cfg: Any) -> None:
+def _record_config(out_dir: Path, cfg: Any, class_names: list[str]) -> None:
+    """The stage settings, and the class names the exporters need (``wsss.export`` reads them)."""
     path = out_dir / "stage_config.yaml"
-    text = yaml.safe_dump(stage_config(cfg), sort_keys=False)
+    text = yaml.safe_dump(stage_config(cfg) | {"class_names": list(class_names)}, sort_keys=False)
     if not path.is_file() or path.read_text() != text:
         with _writing(path):
             write_text_atomic(path, text)
@@ -331,7 +333,7 @@ def _label_all(cfg: Any, dataset: SegDataset, resources: Resources, out_dir: Pat
                 with _writing(label_path):
                     write_label_png(label_path, rec.label_map)
                 if not config_recorded:  # the first label makes the folder this config's
-                    _record_config(out_dir, cfg)
+                    _record_config(out_dir, cfg, dataset.class_names)
                     config_recorded = True
                 if image_id in overlay_ids:
                     overlay_path = out_dir / "overlays" / f"{image_id}.jpg"
