@@ -115,7 +115,7 @@ def main() -> None:
     auto = AutoMaskParams(points_per_side=args.points_per_side, pred_iou_thresh=0.0 if args.variant == "tiny" else 0.88,
                           stability_score_thresh=0.0 if args.variant == "tiny" else 0.95)
     res = Resources(None, ["background", "object"], ".", device)
-    res.get(sam_resource_key(mp), lambda: SamEngine(model, "sam", sam_resource_key(mp)))
+    res.get(sam_resource_key(mp), lambda: SamEngine(model, mp.family, sam_resource_key(mp)))
     refiners = {e: SamCamMatch(SamCamMatchParams(model=mp, auto=dataclasses.replace(auto, engine=e)), res)
                 for e in ("fast", "library")}
     p = refiners["library"].p

@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from wsss.config import ConfigError, from_dict
 from wsss.data.base import Box, Sample
 from wsss.masks import REFINERS
 from wsss.models.tiny import build_tiny_sam, build_tiny_sam2
 from wsss.record import Record, Resources
+from wsss.sam.adapters import ADAPTERS, SamAdapter, SegmentAnythingAdapter
 from wsss.sam.engine import AutoMaskParams, SamEngine, SamModelParams, load_sam_model, sam_resource_key
 from wsss.utils.io import IGNORE_INDEX
 
@@ -36,8 +38,10 @@ def make_record(seed: int = 0, h: int = 48, w: int = 64) -> Record:
     return rec
 
 
-def resources_with(family: str, model: torch.nn.Module, tmp_path: Path) -> tuple[Resources, SamModelParams]:
-    params = SamModelParams(family=family, variant=FAMILIES[family][1], checkpoint=str(tmp_path / "unused.pt"))
+def resources_with(family: str, model: torch.nn.Module, tmp_path: Path,
+                   variant: str | None = None) -> tuple[Resources, SamModelParams]:
+    variant = variant or FAMILIES[family][1]
+    params = SamModelParams(family=family, variant=variant, checkpoint=str(tmp_path / "unused.pt"))
     res = Resources(None, ["background", "a", "b"], tmp_path, torch.device("cpu"))
     res.get(sam_resource_key(params), lambda: SamEngine(model, family, sam_resource_key(params)))
     return res, params
@@ -144,3 +148,69 @@ def test_checkpoint_round_trip_loads_weights_only(tmp_path: Path) -> None:
     torch.save(tiny.state_dict(), path)
     with pytest.raises(RuntimeError, match="size mismatch|Missing key|Unexpected key"):
         load_sam_model(SamModelParams(checkpoint=str(path)), torch.device("cpu"))
+
+
+# -- the family adapters (wsss.sam.adapters) --------------------------------------------------------------
+def test_adapter_registry_lists_both_families() -> None:
+    assert set(FAMILIES) <= set(ADAPTERS)
+    for name, (_, variant) in FAMILIES.items():
+        assert issubclass(ADAPTERS[name], SamAdapter) and variant in ADAPTERS[name].variants
+    with pytest.raises(ValueError, match="not registered.*'sam', 'sam2'"):
+        SamModelParams(family="sam3")
+    with pytest.raises(ConfigError, match="model.family: unknown implementation 'sam3'.*Available: sam, sam2"):
+        from_dict(SamModelParams, {"family": "sam3", "variant": "hiera_t"}, "model")
+    with pytest.raises(ValueError, match="not a sam2 model"):
+        SamModelParams(family="sam2", variant="vit_b")
+
+
+@pytest.mark.parametrize("multimask", [True, False])
+def test_adapter_round_trip_restore_decodes_like_encode(family, multimask: bool) -> None:
+    """A cached state restored into a fresh predictor decodes exactly as right after encoding, without the encoder."""
+    name, model = family
+    rec = make_record(5)
+    boxes = torch.tensor([b.as_list() for b in rec.boxes], dtype=torch.float32)
+    first = ADAPTERS[name](model)
+    state = first.encode(np.ascontiguousarray(rec.image))
+    with torch.no_grad():
+        direct = first.decode_boxes(boxes, multimask, return_logits=True)
+        points = first.decode_points(np.array([[20.0, 30.0], [5.0, 5.0]]))
+    fresh = ADAPTERS[name](model)
+    calls = count_calls(model.image_encoder)
+    fresh.restore(state)
+    with torch.no_grad():
+        restored = fresh.decode_boxes(boxes, multimask, return_logits=True)
+        restored_points = fresh.decode_points(np.array([[20.0, 30.0], [5.0, 5.0]]))
+    assert calls[0] == 0
+    m = 3 if multimask else 1
+    assert direct[0].shape == (2, m, 48, 64) and direct[1].shape == (2, m)
+    for a, b in zip((*direct, *points), (*restored, *restored_points)):
+        assert torch.equal(a, b)
+    assert points[0].shape[:2] == (2, 3)  # decode_points: multimask low-res logits, not upsampled
+    up = fresh.upsample(points[0][:, 0], (48, 64))
+    assert up.shape == (2, 48, 64)
+
+
+class SamCopyAdapter(SegmentAnythingAdapter):
+    """A real (if redundant) new family: segment_anything's adapter under another name, vit_b only."""
+
+    variants = ("vit_b",)
+
+
+def test_a_new_family_is_one_adapter_entry(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setitem(ADAPTERS, "sam_copy", SamCopyAdapter)
+    with pytest.raises(ValueError, match="not a sam_copy model"):
+        SamModelParams(family="sam_copy", variant="vit_l")  # its own variants are validated
+    model = build_tiny_sam()
+    res, mp = resources_with("sam_copy", model, tmp_path, "vit_b")  # builds SamEngine(model, "sam_copy", ...)
+    ref_res, ref_mp = resources_with("sam", model, tmp_path)
+    entry = REFINERS.get("sam_cam_match")
+    stage = entry.builder(entry.params(model=mp, auto=AUTO), resources=res)
+    reference = entry.builder(entry.params(model=ref_mp, auto=AUTO), resources=ref_res)
+    assert isinstance(stage.engine.adapter, SamCopyAdapter) and stage.engine is not reference.engine
+    calls = count_calls(model.image_encoder)
+    rec = make_record(6)
+    label = stage(rec)
+    assert calls[0] == 1  # one encoder pass per image, as for the built-in families
+    assert np.array_equal(label, reference(make_record(6)))
+    with pytest.raises(FileNotFoundError, match="github.com/facebookresearch/segment-anything"):
+        load_sam_model(mp, torch.device("cpu"))  # loading comes with the class too

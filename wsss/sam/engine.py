@@ -6,6 +6,9 @@ automatic masks come from ``wsss.sam.fast_auto`` (default: the libraries' point 
 the cached embedding, filtered and NMS'd on the low-res logits, only survivors upsampled) or, with
 ``auto.engine: library``, from the library's own generator, handed a predictor whose ``set_image``
 for the full-image crop restores the cached embedding instead of encoding again.
+
+Everything that depends on the library (segment_anything, sam2, ...) is in the family's adapter,
+``wsss.sam.adapters.ADAPTERS[family]``; this module only caches and dispatches.
 """
 from __future__ import annotations
 
@@ -15,26 +18,26 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from wsss.models.weights import resolve_checkpoint
 from wsss.record import Record, Resources
+from wsss.sam.adapters import ADAPTERS, SAM2_CONFIGS, SAM_VARIANTS, SamAdapter, adapter_class
 
-SAM_VARIANTS = ("vit_b", "vit_l", "vit_h")
-SAM2_CONFIGS = {  # variant -> the sam2 package's own hydra config
-    "hiera_t": "configs/sam2.1/sam2.1_hiera_t.yaml",
-    "hiera_s": "configs/sam2.1/sam2.1_hiera_s.yaml",
-    "hiera_b+": "configs/sam2.1/sam2.1_hiera_b+.yaml",
-    "hiera_l": "configs/sam2.1/sam2.1_hiera_l.yaml",
-}
+__all__ = ["SAM2_CONFIGS", "SAM_VARIANTS", "AutoMaskParams", "SamEngine", "SamModelParams", "get_engine",
+           "load_sam_model", "sam_resource_key"]
+
+
+def _families() -> list[str]:
+    return sorted(ADAPTERS)
 
 
 @dataclasses.dataclass
 class SamModelParams:
-    family: Literal["sam", "sam2"] = "sam"
+    # a key of wsss.sam.adapters.ADAPTERS: sam (segment_anything) or sam2
+    family: str = dataclasses.field(default="sam", metadata={"choices": _families})
     variant: str = "vit_b"  # sam: vit_b / vit_l / vit_h; sam2: hiera_t / hiera_s / hiera_b+ / hiera_l
     checkpoint: str = "checkpoints/sam_vit_b_01ec64.pth"  # local path, hf:<owner>/<repo>/<file> or https URL
 
     def __post_init__(self) -> None:
-        valid = SAM_VARIANTS if self.family == "sam" else tuple(SAM2_CONFIGS)
+        valid = adapter_class(self.family).variants
         if self.variant not in valid:
             raise ValueError(f"variant '{self.variant}' is not a {self.family} model; choose one of {valid}")
 
@@ -70,19 +73,7 @@ def sam_resource_key(p: SamModelParams) -> str:
 
 def load_sam_model(p: SamModelParams, device: torch.device, key: str = "masks.<refiner>.model.checkpoint") -> Any:
     """The model with its checkpoint loaded (weights_only); a missing file is an error, never random weights."""
-    path = resolve_checkpoint(p.checkpoint, p.family, key)
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if p.family == "sam":
-        from segment_anything import sam_model_registry
-
-        model = sam_model_registry[p.variant](checkpoint=None)
-    else:
-        from sam2.build_sam import build_sam2
-
-        model = build_sam2(SAM2_CONFIGS[p.variant], ckpt_path=None, device="cpu", mode="eval")
-        state = state.get("model", state)
-    model.load_state_dict(state)
-    return model.to(device).eval()
+    return adapter_class(p.family).load(p.variant, p.checkpoint, device, key)
 
 
 class _CachedEmbeddingPredictor:
@@ -107,39 +98,28 @@ class _CachedEmbeddingPredictor:
 
 
 class SamEngine:
-    """A SAM or SAM 2 model with its predictor; ``family`` picks the library calls."""
+    """A SAM-family model behind its adapter (``wsss.sam.adapters.ADAPTERS[family]``); no family branches here."""
 
-    def __init__(self, model: Any, family: Literal["sam", "sam2"], name: str = "sam") -> None:
+    def __init__(self, model: Any, family: str, name: str = "sam") -> None:
         self.model, self.family, self.name = model, family, name
-        if family == "sam":
-            from segment_anything import SamPredictor
-
-            self.predictor = SamPredictor(model)
-        else:
-            from sam2.sam2_image_predictor import SAM2ImagePredictor
-
-            self.predictor = SAM2ImagePredictor(model)
-            size = model.image_size  # the predictor assumes 1024 px inputs; follow the model's own size
-            self.predictor._bb_feat_sizes = [(size // 4, size // 4), (size // 8, size // 8), (size // 16, size // 16)]
+        self.adapter: SamAdapter = adapter_class(family)(model)
         self._generators: dict[tuple, Any] = {}
 
-    # -- the embedding, once per image ------------------------------------------------------
-    def _state_names(self) -> tuple[str, ...]:
-        if self.family == "sam":
-            return "features", "original_size", "input_size", "is_image_set"
-        return "_features", "_orig_hw", "_is_image_set", "_is_batch"
+    @property
+    def predictor(self) -> Any:
+        """The library's predictor (the adapter's): the generator and zoomed crops use it directly."""
+        return self.adapter.predictor
 
+    # -- the embedding, once per image ------------------------------------------------------
     @torch.no_grad()
     def ensure_image(self, rec: Record) -> None:
         """Encode ``rec.image`` once; later calls restore the cached embedding into the predictor."""
         key = f"sam_embedding:{self.name}"
         state = rec.cache.get(key)
         if state is None:
-            self.predictor.set_image(np.ascontiguousarray(rec.image))
-            rec.cache[key] = {n: getattr(self.predictor, n) for n in self._state_names()}
+            rec.cache[key] = self.adapter.encode(np.ascontiguousarray(rec.image))
         else:
-            for n, v in state.items():
-                setattr(self.predictor, n, v)
+            self.adapter.restore(state)
 
     # -- box prompts: all boxes of an image in one decoder call ------------------------------
     @torch.no_grad()
@@ -155,15 +135,8 @@ class SamEngine:
         if len(boxes) == 0:
             return np.zeros((0, m, h, w), np.float32 if logits else bool), np.zeros((0, m), np.float32)
         self.ensure_image(rec)
-        boxes_t = torch.as_tensor(np.asarray(boxes, np.float32), device=self.predictor.device)
-        if self.family == "sam":
-            boxes_t = self.predictor.transform.apply_boxes_torch(boxes_t, self.predictor.original_size)
-            masks, ious, _ = self.predictor.predict_torch(None, None, boxes=boxes_t, multimask_output=multimask,
-                                                          return_logits=logits)
-        else:
-            _, _, _, unnorm_box = self.predictor._prep_prompts(None, None, boxes_t, None, normalize_coords=True)
-            masks, ious, _ = self.predictor._predict(None, None, boxes=unnorm_box, multimask_output=multimask,
-                                                     return_logits=logits)
+        boxes_t = torch.as_tensor(np.asarray(boxes, np.float32), device=self.adapter.device)
+        masks, ious, _ = self.adapter.decode_boxes(boxes_t, multimask, return_logits=logits)
         masks = masks.float().cpu().numpy() if logits else masks.cpu().numpy().astype(bool)
         return masks, ious.float().cpu().numpy()
 
@@ -173,14 +146,7 @@ class SamEngine:
         if key not in self._generators:
             kwargs = dataclasses.asdict(p) | {"output_mode": "binary_mask"}
             kwargs.pop("engine")
-            if self.family == "sam":
-                from segment_anything import SamAutomaticMaskGenerator
-
-                self._generators[key] = SamAutomaticMaskGenerator(self.model, **kwargs)
-            else:
-                from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
-
-                self._generators[key] = SAM2AutomaticMaskGenerator(self.model, **kwargs)
+            self._generators[key] = self.adapter.auto_generator(kwargs)
         return self._generators[key]
 
     @torch.no_grad()
@@ -193,7 +159,7 @@ class SamEngine:
             from wsss.sam.fast_auto import fast_auto_masks
 
             self.ensure_image(rec)
-            rec.cache[key] = fast_auto_masks(self.predictor, self.family, rec.image.shape[:2], p.points_per_side,
+            rec.cache[key] = fast_auto_masks(self.adapter, rec.image.shape[:2], p.points_per_side,
                                              p.points_per_batch, p.pred_iou_thresh, p.stability_score_thresh,
                                              p.stability_score_offset, p.box_nms_thresh)
         else:

@@ -13,12 +13,14 @@ compares low-res boxes (a few pixels coarser), so borderline masks may be kept o
 """
 from __future__ import annotations
 
-import math
-from typing import Any, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torchvision.ops import batched_nms
+
+if TYPE_CHECKING:
+    from wsss.sam.adapters import SamAdapter
 
 UPSAMPLE_CHUNK = 32  # survivors upsampled per call: bounds peak memory at full resolution
 
@@ -28,65 +30,6 @@ def _grid(points_per_side: int, h: int, w: int) -> np.ndarray:
     from segment_anything.utils.amg import build_point_grid
 
     return build_point_grid(points_per_side) * np.array([w, h])[None]
-
-
-class _SamDecoder:
-    """segment_anything: prompt encoder + mask decoder on ``predictor.features``."""
-
-    def __init__(self, predictor: Any) -> None:
-        self.pred, self.model = predictor, predictor.model
-        self.mask_threshold = float(self.model.mask_threshold)
-
-    def __call__(self, points: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        pr = self.pred
-        coords = torch.as_tensor(pr.transform.apply_coords(points, pr.original_size), device=pr.device)
-        labels = torch.ones(len(coords), dtype=torch.int, device=pr.device)
-        sparse, dense = self.model.prompt_encoder(points=(coords[:, None], labels[:, None]), boxes=None, masks=None)
-        low, iou = self.model.mask_decoder(image_embeddings=pr.features, image_pe=self.model.prompt_encoder.get_dense_pe(),
-                                           sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
-                                           multimask_output=True)
-        return low, iou
-
-    def frame(self, low_hw: tuple[int, int], orig_hw: tuple[int, int]) -> tuple[tuple[int, int], tuple[float, float]]:
-        """The low-res rows/cols that cover the image (SAM pads the resized image at the bottom/right) and
-        the image pixels per low-res pixel (y, x)."""
-        f = self.model.image_encoder.img_size / low_hw[0]
-        ih, iw = self.pred.input_size
-        return (math.ceil(ih / f), math.ceil(iw / f)), (f * orig_hw[0] / ih, f * orig_hw[1] / iw)
-
-    def upsample(self, low: torch.Tensor, orig_hw: tuple[int, int]) -> torch.Tensor:
-        return self.model.postprocess_masks(low[:, None], self.pred.input_size, orig_hw)[:, 0]
-
-
-class _Sam2Decoder:
-    """sam2: ``SAM2ImagePredictor._predict``'s encoder/decoder calls on ``predictor._features``, without its
-    full-resolution upsampling of every mask."""
-
-    mask_threshold = 0.0  # SAM2AutomaticMaskGenerator's default
-
-    def __init__(self, predictor: Any) -> None:
-        self.pred, self.model = predictor, predictor.model
-
-    def __call__(self, points: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        pr = self.pred
-        pts = torch.as_tensor(points, dtype=torch.float32, device=pr.device)
-        coords = pr._transforms.transform_coords(pts, normalize=True, orig_hw=pr._orig_hw[-1])
-        labels = torch.ones(len(coords), dtype=torch.int, device=pr.device)
-        sparse, dense = self.model.sam_prompt_encoder(points=(coords[:, None], labels[:, None]), boxes=None, masks=None)
-        high_res = [f[-1].unsqueeze(0) for f in pr._features["high_res_feats"]]
-        low, iou, _, _ = self.model.sam_mask_decoder(
-            image_embeddings=pr._features["image_embed"][-1].unsqueeze(0),
-            image_pe=self.model.sam_prompt_encoder.get_dense_pe(), sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense, multimask_output=True, repeat_image=len(coords) > 1,
-            high_res_features=high_res)
-        return low, iou
-
-    def frame(self, low_hw: tuple[int, int], orig_hw: tuple[int, int]) -> tuple[tuple[int, int], tuple[float, float]]:
-        # SAM 2 resizes the image to a square without padding: the whole low-res map is the image
-        return low_hw, (orig_hw[0] / low_hw[0], orig_hw[1] / low_hw[1])
-
-    def upsample(self, low: torch.Tensor, orig_hw: tuple[int, int]) -> torch.Tensor:
-        return self.pred._transforms.postprocess_masks(low[:, None], orig_hw)[:, 0]
 
 
 def _stability(logits: torch.Tensor, threshold: float, offset: float) -> torch.Tensor:
@@ -103,29 +46,31 @@ def _mask_boxes(masks: torch.Tensor) -> torch.Tensor:
     return batched_mask_to_box(masks)
 
 
-def fast_auto_masks(predictor: Any, family: Literal["sam", "sam2"], orig_hw: tuple[int, int], points_per_side: int,
-                    points_per_batch: int, pred_iou_thresh: float, stability_score_thresh: float,
-                    stability_score_offset: float, box_nms_thresh: float) -> list[dict]:
-    """Automatic masks of the image whose embedding ``predictor`` holds (set or restored beforehand).
+def fast_auto_masks(adapter: SamAdapter, orig_hw: tuple[int, int], points_per_side: int, points_per_batch: int,
+                    pred_iou_thresh: float, stability_score_thresh: float, stability_score_offset: float,
+                    box_nms_thresh: float) -> list[dict]:
+    """Automatic masks of the image whose embedding ``adapter``'s predictor holds (encoded or restored beforehand).
+
+    The family-specific parts (decoding the grid's points, which low-res pixels cover the image, the upsampling)
+    are the adapter's (``wsss.sam.adapters``).
 
     Returns the libraries' records: ``segmentation`` (H, W) bool, ``area``, ``bbox`` (xywh), ``predicted_iou``,
     ``stability_score`` (measured on the low-res logits), ``point_coords``, ``crop_box``; best score first.
     """
-    dec = _SamDecoder(predictor) if family == "sam" else _Sam2Decoder(predictor)
     h, w = orig_hw
     grid = _grid(points_per_side, h, w)
     kept_low, kept_iou, kept_stab, kept_pts = [], [], [], []
     valid = scale = None
     for start in range(0, len(grid), points_per_batch):
         points = grid[start:start + points_per_batch]
-        low, iou = dec(points)
+        low, iou = adapter.decode_points(points)
         if valid is None:
-            valid, scale = dec.frame(tuple(low.shape[-2:]), orig_hw)
+            valid, scale = adapter.low_res_frame(tuple(low.shape[-2:]), orig_hw)
         low, iou = low.flatten(0, 1), iou.flatten(0, 1)
         pts = torch.as_tensor(points, device=low.device).repeat_interleave(3, 0)
         keep = iou > pred_iou_thresh if pred_iou_thresh > 0 else torch.ones_like(iou, dtype=torch.bool)
         low, iou, pts = low[keep], iou[keep], pts[keep]
-        stab = _stability(low[:, :valid[0], :valid[1]], dec.mask_threshold, stability_score_offset)
+        stab = _stability(low[:, :valid[0], :valid[1]], adapter.mask_threshold, stability_score_offset)
         if stability_score_thresh > 0:
             keep = stab >= stability_score_thresh
             low, iou, pts, stab = low[keep], iou[keep], pts[keep], stab[keep]
@@ -137,7 +82,7 @@ def fast_auto_masks(predictor: Any, family: Literal["sam", "sam2"], orig_hw: tup
     if len(low) == 0:
         return []
     # NMS on low-res boxes mapped to image pixels (inclusive xyxy as the libraries')
-    binary = low[:, :valid[0], :valid[1]] > dec.mask_threshold
+    binary = low[:, :valid[0], :valid[1]] > adapter.mask_threshold
     boxes = _mask_boxes(binary).float()
     sy, sx = scale
     boxes = torch.stack([boxes[:, 0] * sx, boxes[:, 1] * sy, (boxes[:, 2] + 1) * sx - 1, (boxes[:, 3] + 1) * sy - 1], 1)
@@ -146,7 +91,7 @@ def fast_auto_masks(predictor: Any, family: Literal["sam", "sam2"], orig_hw: tup
     low, iou, stab, pts = low[keep], iou[keep], stab[keep], pts[keep]
     out: list[dict] = []
     for start in range(0, len(low), UPSAMPLE_CHUNK):
-        masks = dec.upsample(low[start:start + UPSAMPLE_CHUNK], orig_hw) > dec.mask_threshold
+        masks = adapter.upsample(low[start:start + UPSAMPLE_CHUNK], orig_hw) > adapter.mask_threshold
         full_boxes = _mask_boxes(masks).cpu().numpy()
         areas = masks.flatten(1).sum(1).cpu().numpy()
         masks = masks.cpu().numpy()
