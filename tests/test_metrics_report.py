@@ -16,7 +16,7 @@ from tests._mini_layouts import make_kvasir, make_voc
 from wsss.config import load_config
 from wsss.data import build_dataset
 from wsss.evaluation.report import evaluate_dir, write_report
-from wsss.pseudo.export_coco import export_coco
+from wsss.export import export
 from wsss.pseudo.manifest import ManifestWriter
 from wsss.utils.io import write_label_png
 
@@ -96,7 +96,7 @@ def test_export_coco_round_trips_masks(tmp_path: Path, per_component: bool) -> N
     writer.append({"image": "broken", "status": "error", "error": "ValueError: cannot read image"})
     writer.close()
     out = tmp_path / "coco.json"
-    counts = export_coco(pseudo, ["background", "polyp", "tool"], out, {"im0": "a/im0.jpg"}, per_component)
+    counts = export(pseudo, "coco_rle", out, ["background", "polyp", "tool"], {"im0": "a/im0.jpg"}, per_component)
     assert counts["images"] == 3 and counts["skipped"] == ["broken"]
     coco = COCO(str(out))
     assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == ["polyp", "tool"]

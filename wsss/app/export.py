@@ -1,4 +1,4 @@
-"""The accepted mask as a PNG (0 / 255) and as a COCO annotation file with an RLE segmentation."""
+"""The accepted mask as a PNG (0 / 255) and as a COCO annotation file with an RLE segmentation (the CLI's writer)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from pycocotools import mask as mask_utils
 
+from wsss.export.coco_rle import mask_annotations
 from wsss.utils.io import atomic_path, write_text_atomic
 
 
@@ -25,19 +25,17 @@ def mask_png_bytes(mask: np.ndarray) -> bytes:
 def coco_rle_json(
     mask: np.ndarray, category: str, category_id: int, file_name: str, score: float | None = None
 ) -> dict:
-    """A one-image, one-annotation COCO dict (loadable by ``pycocotools.coco.COCO``)."""
-    binary = np.asfortranarray(mask.astype(bool).astype(np.uint8))
-    rle = mask_utils.encode(binary)
+    """A one-image, one-annotation COCO dict (loadable by ``pycocotools.coco.COCO``).
+
+    The annotation comes from the CLI's COCO RLE writer (``wsss.export.coco_rle``), so the demo and
+    ``tools/export.py`` encode a mask the same way.
+    """
     h, w = mask.shape
-    annotation = {
-        "id": 1,
-        "image_id": 1,
-        "category_id": int(category_id),
-        "iscrowd": 0,
-        "segmentation": {"size": [int(h), int(w)], "counts": rle["counts"].decode("ascii")},
-        "area": float(mask_utils.area(rle)),
-        "bbox": [float(v) for v in mask_utils.toBbox(rle)],
-    }
+    binary = mask.astype(bool).astype(np.uint8)
+    anns = mask_annotations(binary, num_classes=2)
+    annotation = {"id": 1, "image_id": 1, **(anns[0] if anns else {"segmentation": [], "area": 0.0,
+                                                                   "bbox": [0.0, 0.0, 0.0, 0.0], "iscrowd": 0})}
+    annotation["category_id"] = int(category_id)
     if score is not None:
         annotation["score"] = float(score)
     return {
