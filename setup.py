@@ -30,11 +30,13 @@ setup(
     version="0.1.0",
     description="Weakly-supervised semantic segmentation and auto-annotation: image labels to pixel masks",
     packages=find_packages(include=["wsss", "wsss.*"]),
-    package_data={"wsss.classifier": ["imagenet_wordnet.json"]},
+    # the shipped configs are package data (wsss/configs, read through importlib.resources), so a wheel has them
+    package_data={"wsss": ["configs/*.yaml", "configs/**/*.yaml"], "wsss.classifier": ["imagenet_wordnet.json"]},
     python_requires=">=3.10",
     install_requires=CORE,
     extras_require={
-        "dev": ["pytest", "ruff", "playwright"],
+        # label-studio-converter: tests/test_export.py decodes the Label Studio brush RLE with it
+        "dev": ["pytest", "ruff", "playwright", "label-studio-converter"],
     },
     entry_points={"console_scripts": ["wsss=wsss.cli:main"]},
 )

@@ -18,7 +18,7 @@ PKG = ROOT / "wsss"
 
 # lowest first; a prefix names a package or a module (the longest matching prefix decides)
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("ground", ("wsss.utils", "wsss.registry", "wsss.ranges", "wsss.distributed", "wsss.data.base")),
+    ("ground", ("wsss.utils", "wsss.registry", "wsss.ranges", "wsss.distributed", "wsss.data.base", "wsss.paths")),
     ("data", ("wsss.data",)),  # the readers, over data.base (Sample, Box, SegDataset)
     ("record", ("wsss.record", "wsss.viz")),  # what travels through stage one; drawing it
     ("models", ("wsss.models",)),  # backbones, target layers, weight tables, tiny test models

@@ -13,8 +13,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from wsss.app.browser import demo_page  # noqa: E402
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -24,6 +22,8 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", nargs="+", default=[])
     parser.add_argument("--index", type=int, default=2, help="gallery image to click")
     args = parser.parse_args()
+    from wsss.app.browser import demo_page  # after parsing: --help stays instant
+
     overrides = list(args.overrides)
     work_dir = args.work_dir
     if work_dir is None:

@@ -1,45 +1,22 @@
 """Export pseudo-labels as a COCO instances json with RLE masks (for CVAT and other annotation tools).
 
-    python tools/export_coco.py CONFIG [--out FILE] [--per-component] [--relative-to DIR] [--work-dir DIR]
+    python tools/export_coco.py --help     # usage, options and details (``wsss export --format coco_rle`` writes the same)
 
-Reads <work_dir>/<pseudo.out>/{manifest.jsonl, labels/}; writes <work_dir>/<pseudo.out>/coco_pseudo.json
-unless --out is given. file_name is the image path relative to --relative-to (default: the image
-folder of each file, i.e. the bare file name), so it matches the folder you upload to the tool.
+The code lives in wsss/commands/export_coco.py, shared with the ``wsss`` command.
 """
-import argparse
-import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from wsss.data import build_dataset  # noqa: E402
-from wsss.pseudo.export_coco import export_coco  # noqa: E402
-from wsss.runner import add_config_args, setup  # noqa: E402
-from wsss.utils.cli import add_debug_arg, run_cli  # noqa: E402
+from wsss.commands import call  # noqa: E402
+from wsss.commands import export_coco as command  # noqa: E402
+from wsss.utils.cli import run_cli  # noqa: E402
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_args(parser)
-    add_debug_arg(parser)
-    parser.add_argument("--out", help="output json (default: <work_dir>/<pseudo.out>/coco_pseudo.json)")
-    parser.add_argument("--per-component", action="store_true", help="one annotation per connected component")
-    parser.add_argument("--relative-to", help="write file_name relative to this folder")
-    args = parser.parse_args()
-    cfg, work_dir = setup(args)
-    dataset = build_dataset(cfg.data, cfg.data.split)
-    paths = {}
-    if hasattr(dataset, "image_path"):
-        for image_id in dataset.ids:
-            p = dataset.image_path(image_id)
-            paths[image_id] = os.path.relpath(p, args.relative_to) if args.relative_to else Path(p).name
-    pseudo_dir = work_dir / cfg.pseudo.out
-    out = Path(args.out) if args.out else pseudo_dir / "coco_pseudo.json"
-    counts = export_coco(pseudo_dir, dataset.class_names, out, paths, args.per_component)
-    print(f"{counts['images']} images, {counts['annotations']} annotations -> {out}"
-          + (f" ({len(counts['skipped'])} failed images left out)" if counts["skipped"] else ""))
+def main(argv: list[str] | None = None) -> int | None:
+    return call(command, argv, Path(__file__).name)
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_cli(lambda: sys.exit(main()))

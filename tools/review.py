@@ -1,53 +1,22 @@
 """Review queue for a stage-one output folder: pseudo-labels ranked worst first by their quality estimate.
 
-    python tools/review.py PSEUDO_DIR [--out DIR] [--images DIR] [--threshold T [--trusted]] [--thumb PX]
+    python tools/review.py --help     # usage, options and details (the same as ``wsss review``)
 
-PSEUDO_DIR is what tools/gen_pseudo.py wrote (``labels/``, ``manifest.jsonl``). Writes to ``--out``
-(default PSEUDO_DIR/review): ``queue.csv`` (worst first) and ``index.html`` (contact sheet of overlays with
-their estimates; photos looked up as ``<images>/<id>.*`` or ``<images>/images/<id>.*`` when --images is
-given, else the label colours alone). ``--threshold T``: ids with an estimate below T (or none) go to
-``needs_review.txt``; with ``--trusted`` the label PNGs of the others are copied to ``trusted/labels/``
-for stage two: ``tools/train.py CONFIG --set train.labels_dir=<out>/trusted/labels``.
-See docs/review.md.
+The code lives in wsss/commands/review.py, shared with the ``wsss`` command.
 """
-from __future__ import annotations
-
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from wsss.pseudo.review import build_review  # noqa: E402
+from wsss.commands import call  # noqa: E402
+from wsss.commands import review as command  # noqa: E402
+from wsss.utils.cli import run_cli  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("pseudo_dir", help="stage-one output folder holding manifest.jsonl and labels/")
-    parser.add_argument("--out", default=None, help="where to write the queue (default PSEUDO_DIR/review)")
-    parser.add_argument("--images", default=None, help="the photos, for overlay thumbnails")
-    parser.add_argument("--threshold", type=float, default=None, help="estimates below this need review")
-    parser.add_argument("--trusted", action="store_true", help="copy labels at or above --threshold to trusted/labels")
-    parser.add_argument("--thumb", type=int, default=200, help="thumbnail size in pixels")
-    args = parser.parse_args(argv)
-    if args.trusted and args.threshold is None:
-        parser.error("--trusted needs --threshold")
-    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
-        parser.error("--threshold must be in [0, 1]")
-    try:
-        s = build_review(args.pseudo_dir, args.out, args.threshold, args.trusted, args.images, args.thumb)
-    except FileNotFoundError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"{s['images']} images ranked worst first -> {s['csv']}, {s['html']}")
-    if s["without_estimate"]:
-        print(f"  {s['without_estimate']} without a quality estimate (manifest from before the estimate): listed first")
-    if "needs_review" in s:
-        print(f"  {s['needs_review']} below {args.threshold:g} -> {s['needs_review_txt']}")
-    if "trusted_labels" in s:
-        print(f"  trusted labels -> {s['trusted_labels']} (stage two: --set train.labels_dir={s['trusted_labels']})")
-    return 0
+    return call(command, argv, Path(__file__).name)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(lambda: sys.exit(main()))

@@ -1,4 +1,5 @@
-"""``python -m wsss quickstart`` (same as the ``wsss`` console script)."""
+"""``python -m wsss ...``: the same as the ``wsss`` console script (``wsss --help`` lists the commands)."""
 from wsss.cli import main
 
-main()
+if __name__ == "__main__":
+    main()

@@ -1,4 +1,8 @@
-"""The steps the command-line tools chain: work dirs, stage one over a split, scoring."""
+"""The steps the command-line tools chain: work dirs, stage one over a split, scoring.
+
+Importing this module is cheap (the data, model and pipeline packages load inside the functions), so a
+command's ``--help`` never pays for torch.
+"""
 from __future__ import annotations
 
 import argparse
@@ -10,30 +14,26 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from wsss.config import ConfigError, load_config, to_dict
-from wsss.data import build_dataset
-from wsss.evaluation import evaluate_label_dir
-from wsss.pseudo import generate_pseudo_labels
-from wsss.record import Resources
-from wsss.utils.io import write_text_atomic
-from wsss.utils.runtime import resolve_device, seed_everything
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def add_config_args(parser: argparse.ArgumentParser, config_required: bool = True) -> None:
     """CONFIG, --work-dir and --set: the arguments every tool shares."""
     group = parser.add_argument_group("config")
-    group.add_argument("config", nargs=None if config_required else "?", help="YAML config (see configs/)")
-    group.add_argument("--work-dir", help="output folder (default: work_dirs/<config name>)")
+    group.add_argument("config", nargs=None if config_required else "?",
+                       help="YAML config: a file, or a shipped config's name such as photos (`wsss configs` lists them)")
+    group.add_argument("--work-dir", help="output folder (default: ./work_dirs/<config name>, under the current directory)")
     group.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                        help="override config keys, e.g. --set masks.grabcut_cam.t=0.4 train.epochs=2")
 
 
 def setup(args: argparse.Namespace, extra: list[str] | None = None) -> tuple[Any, Path]:
     """Load and validate the config, choose the work dir and save the resolved config there."""
+    import yaml
+
+    from wsss.utils.io import write_text_atomic
+    from wsss.utils.runtime import seed_everything
+
     try:
         cfg = load_config(args.config, list(args.overrides or []) + list(extra or []))
     except ConfigError as e:
@@ -47,6 +47,11 @@ def setup(args: argparse.Namespace, extra: list[str] | None = None) -> tuple[Any
 
 def gen_pseudo(cfg: Any, work_dir: Path, desc: str = "pseudo-labels") -> tuple[Path, dict[str, dict]]:
     """Stage one over ``data.split``; returns the output folder and its manifest records."""
+    from wsss.data import build_dataset
+    from wsss.pseudo import generate_pseudo_labels
+    from wsss.record import Resources
+    from wsss.utils.runtime import resolve_device
+
     dataset = build_dataset(cfg.data, cfg.data.split)
     resources = Resources(cfg, dataset.class_names, work_dir, resolve_device(cfg.device))
     out_dir = work_dir / cfg.pseudo.out
@@ -56,6 +61,9 @@ def gen_pseudo(cfg: Any, work_dir: Path, desc: str = "pseudo-labels") -> tuple[P
 
 def score_pseudo(cfg: Any, out_dir: Path) -> dict:
     """Pseudo-labels of ``data.split`` against its ground truth."""
+    from wsss.data import build_dataset
+    from wsss.evaluation import evaluate_label_dir
+
     dataset = build_dataset(cfg.data, cfg.data.split)
     return evaluate_label_dir(out_dir / "labels", dataset, cfg.evaluation.pred_ignore)
 
@@ -71,6 +79,7 @@ def _record_job(out_dir: Path, job: str | None) -> None:
     """Note which torchrun job holds ``<out>/.lock`` (with the lock's exact content, so a later lock of
     another run is never mistaken for it)."""
     from wsss.pseudo.lock import LOCK_NAME
+    from wsss.utils.io import write_text_atomic
 
     if job is not None:
         lock_text = (out_dir / LOCK_NAME).read_text()
@@ -152,8 +161,11 @@ def gen_pseudo_sharded(cfg: Any, work_dir: Path, desc: str = "pseudo-labels") ->
 
     Several nodes: everything is keyed by global rank, not by node, in ``<out>`` on the shared file
     system, so a restart whose ranks land on other nodes (c10d numbers nodes itself) still resumes."""
+    from wsss.data import build_dataset
     from wsss.distributed import barrier, init_distributed, job_id, shard
+    from wsss.pseudo import generate_pseudo_labels
     from wsss.pseudo.manifest import is_labelled, merge_parts, read_manifest
+    from wsss.record import Resources
 
     info = init_distributed(cfg.device)
     if not info.enabled:

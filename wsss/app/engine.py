@@ -291,7 +291,9 @@ class DemoEngine:
         if local != target:
             rec.classes, rec.cams = [local], {local: rec.cams[target]}
         self.labeler.process(rec, overrides, steps=("boxes",))
-        yield say(f"[4/5] boxes ({self.cfg.boxes.name}): " + (", ".join(str(b.as_list()) for b in rec.boxes) or "none"))
+        where = (f"at CAM >= {p.box_threshold:.2f}" if self.cfg.boxes.name == "cam_components"
+                 else f"from {self.cfg.boxes.name}")
+        yield say(f"[4/5] boxes {where}: " + (", ".join(str(b.as_list()) for b in rec.boxes) or "none"))
 
         t = time.perf_counter()
         yield say(f"[5/5] mask: {p.mask_model}")

@@ -17,14 +17,20 @@ import numpy as np
 from tqdm import tqdm
 
 from wsss.data.folder import FolderDataset
+from wsss.paths import wsss_home
 from wsss.utils.io import write_image, write_json_atomic, write_label_png, write_text_atomic
 
 CLASS_NAMES = ["background", "disc", "block", "triangle", "cross"]
 
 
+def default_root() -> str:
+    """``$WSSS_HOME/datasets/synthetic``: generated data goes to the cache dir, never into the current directory."""
+    return str(wsss_home() / "datasets" / "synthetic")
+
+
 @dataclasses.dataclass
 class SyntheticParams:
-    root: str = "work_dirs/datasets/synthetic"
+    root: str = dataclasses.field(default_factory=default_root)
     num_train: int = 320
     num_val: int = 80
     size: int = 128

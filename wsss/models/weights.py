@@ -1,14 +1,15 @@
 """Where SAM / SAM 2 / CLIP / Grounding-DINO weights come from: a local path, a hub file or a URL.
 
 Offline use needs a local path. Online users may write ``hf:<repo_id>/<file>`` (downloaded once
-into the Hugging Face cache) or an ``https://`` URL (downloaded once into ``~/.cache/wsss``).
+into the Hugging Face cache) or an ``https://`` URL (downloaded once into ``$WSSS_HOME/checkpoints``, default ``~/.cache/wsss``).
 A missing file is an error naming the expected path and where such checkpoints are published,
 never a silently random model.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from wsss.paths import wsss_home
 
 PUBLISHED = {
     "sam": "https://github.com/facebookresearch/segment-anything#model-checkpoints "
@@ -24,7 +25,8 @@ PUBLISHED = {
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("WSSS_CACHE", Path.home() / ".cache" / "wsss"))
+    """Downloads go to ``$WSSS_HOME/checkpoints`` (``WSSS_CACHE`` still works): see :func:`wsss.paths.wsss_home`."""
+    return wsss_home()
 
 
 def is_remote(spec: str) -> bool:
