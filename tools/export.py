@@ -1,80 +1,22 @@
-"""Export pseudo-labels for an annotation tool or a training framework.
+"""Export pseudo-labels for an annotation tool or a training framework (COCO, CVAT, Label Studio, VOC, YOLO).
 
-    python tools/export.py CONFIG --format {coco_polygons,coco_rle,cvat,label_studio,voc,yolo}
-        [--out DIR_OR_FILE] [--per-component] [--relative-to DIR] [--pseudo-dir DIR] [--option KEY=VALUE ...]
-        [--work-dir DIR] [--set KEY=VALUE ...]
+    python tools/export.py --help     # usage, options and details (``wsss export`` is the same)
 
-Reads <work_dir>/<pseudo.out>/{manifest.jsonl, labels/} (or --pseudo-dir); class names and image paths
-come from the config's data set. file_name is each image's path relative to --relative-to (default: the
-bare file name), so it matches what you upload to the tool. Default outputs, under the pseudo dir:
-coco_rle.json, coco_polygons.json, cvat_coco/annotations/instances_default.json, label_studio/tasks.json
-(+ label_config.xml), voc/, yolo/. --option sets a format's own parameter, e.g. --option val_fraction=0.1
-seed=3 images=copy (yolo), tolerance=0 (cvat), url_prefix=/data/local-files/?d= (label_studio),
-ignore_value=0 (voc). See docs/export.md.
+The code lives in wsss/commands/export.py, shared with the ``wsss`` command.
 """
-import argparse
-import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from wsss.export import format_names  # noqa: E402  (light: writers import cv2 / pycocotools when they run)
-from wsss.runner import add_config_args, setup  # noqa: E402
-from wsss.utils.cli import add_debug_arg, run_cli  # noqa: E402
+from wsss.commands import call  # noqa: E402
+from wsss.commands import export as command  # noqa: E402
+from wsss.utils.cli import run_cli  # noqa: E402
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_args(parser)
-    add_debug_arg(parser)
-    parser.add_argument("--format", required=True, choices=format_names(), help="output format")
-    parser.add_argument("--out", help="output file or folder (default: under the pseudo dir, see above)")
-    parser.add_argument("--per-component", action="store_true",
-                        help="one annotation per 8-connected component instead of one per class")
-    parser.add_argument("--relative-to", help="write image file names relative to this folder")
-    parser.add_argument("--pseudo-dir", help="pseudo-label folder (default: <work_dir>/<pseudo.out>)")
-    parser.add_argument("--option", dest="options", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                        help="a parameter of the format (see docs/export.md), e.g. val_fraction=0.1")
-    return parser
-
-
-def parse_options(pairs: list[str]) -> dict:
-    """KEY=VALUE strings -> values parsed as YAML scalars (0.1 -> float, true -> bool, text stays text)."""
-    import yaml
-
-    options = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--option {pair!r}: expected KEY=VALUE")
-        parsed = yaml.safe_load(value) if value else ""
-        options[key] = value if isinstance(parsed, (dict, list)) or parsed is None else parsed
-    return options
-
-
-def main() -> None:
-    args = build_parser().parse_args()
-    from wsss.data import build_dataset
-    from wsss.export import export
-
-    options = parse_options(args.options)
-    cfg, work_dir = setup(args)
-    dataset = build_dataset(cfg.data, cfg.data.split)
-    paths, files = {}, {}
-    if hasattr(dataset, "image_path"):
-        for image_id in dataset.ids:
-            p = dataset.image_path(image_id)
-            files[image_id] = p
-            paths[image_id] = os.path.relpath(p, args.relative_to) if args.relative_to else Path(p).name
-    pseudo_dir = Path(args.pseudo_dir) if args.pseudo_dir else work_dir / cfg.pseudo.out
-    counts = export(pseudo_dir, args.format, args.out, dataset.class_names, paths, args.per_component,
-                    image_files=files, **options)
-    extra = f", {counts['annotations']} annotations" if "annotations" in counts else ""
-    split = f" (train {counts['train']}, val {counts['val']})" if "val" in counts else ""
-    print(f"{counts['images']} images{split}{extra} -> {counts['out']}"
-          + (f" ({len(counts['skipped'])} unlabelled or failed images left out)" if counts["skipped"] else ""))
+def main(argv: list[str] | None = None) -> int | None:
+    return call(command, argv, Path(__file__).name)
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_cli(lambda: sys.exit(main()))

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from wsss.data import build_dataset
-    from wsss.pseudo.export_coco import export_coco
+    from wsss.export import export
     from wsss.runner import setup
 
     cfg, work_dir = setup(args)
@@ -40,6 +40,6 @@ def run(args: argparse.Namespace) -> None:
             paths[image_id] = os.path.relpath(p, args.relative_to) if args.relative_to else Path(p).name
     pseudo_dir = work_dir / cfg.pseudo.out
     out = Path(args.out) if args.out else pseudo_dir / "coco_pseudo.json"
-    counts = export_coco(pseudo_dir, dataset.class_names, out, paths, args.per_component)
+    counts = export(pseudo_dir, "coco_rle", out, dataset.class_names, paths, args.per_component)
     print(f"{counts['images']} images, {counts['annotations']} annotations -> {out}"
           + (f" ({len(counts['skipped'])} failed images left out)" if counts["skipped"] else ""))
