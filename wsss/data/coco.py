@@ -24,6 +24,7 @@ import numpy as np
 
 from wsss.data.base import Box, Sample
 from wsss.data.layout import check_mask, require
+from wsss.paths import wsss_home
 from wsss.utils.io import IGNORE_INDEX, read_image, read_label_png, write_label_png
 
 
@@ -32,7 +33,8 @@ class CocoParams:
     root: str = "data/coco"
     annotations: str = "annotations/instances_{split}2014.json"  # {split}: train / val
     images: str = "{split}2014"
-    cache_dir: str = "work_dirs/datasets/coco2014_masks"  # converted semantic masks (PNG)
+    # converted semantic masks (PNG); default: $WSSS_HOME/datasets/coco2014_masks
+    cache_dir: str = dataclasses.field(default_factory=lambda: str(wsss_home() / "datasets" / "coco2014_masks"))
 
 
 def _stamp(path: Path) -> str:

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from wsss.paths import wsss_home
 from wsss.record import Record, Resources
 from wsss.sam.adapters import ADAPTERS, SAM2_CONFIGS, SAM_VARIANTS, SamAdapter, adapter_class
 
@@ -34,7 +35,8 @@ class SamModelParams:
     # a key of wsss.sam.adapters.ADAPTERS: sam (segment_anything) or sam2
     family: str = dataclasses.field(default="sam", metadata={"choices": _families})
     variant: str = "vit_b"  # sam: vit_b / vit_l / vit_h; sam2: hiera_t / hiera_s / hiera_b+ / hiera_l
-    checkpoint: str = "checkpoints/sam_vit_b_01ec64.pth"  # local path, hf:<owner>/<repo>/<file> or https URL
+    # local path, hf:<owner>/<repo>/<file> or https URL; default: $WSSS_HOME/checkpoints/sam_vit_b_01ec64.pth
+    checkpoint: str = dataclasses.field(default_factory=lambda: str(wsss_home() / "checkpoints" / "sam_vit_b_01ec64.pth"))
 
     def __post_init__(self) -> None:
         valid = adapter_class(self.family).variants
