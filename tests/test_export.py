@@ -1,4 +1,4 @@
-"""wsss.export: every registered format read back by its own reader, the import of corrected labels, the CLIs."""
+"""wsss.exporters: every registered format read back by its own reader, the import of corrected labels, the CLIs."""
 from __future__ import annotations
 
 import json
@@ -15,11 +15,11 @@ import yaml
 from PIL import Image
 
 from tests._mini_layouts import make_kvasir
-from wsss.export import EXPORTERS, build_exporter, export, read_items
-from wsss.export.import_coco import import_coco
-from wsss.export.label_studio import brush_rle
-from wsss.export.polygons import component_polygons
-from wsss.export.yolo import split_of
+from wsss.exporters import EXPORTERS, build_exporter, export, read_items
+from wsss.exporters.import_coco import import_coco
+from wsss.exporters.label_studio import brush_rle
+from wsss.exporters.polygons import component_polygons
+from wsss.exporters.yolo import split_of
 from wsss.pseudo.manifest import ManifestWriter, read_manifest
 from wsss.utils.io import read_label_png, write_label_png
 
@@ -349,7 +349,7 @@ def test_label_studio_rle_matches_label_studio_converter(pseudo: tuple[Path, dic
 
 def test_brush_rle_long_runs_and_edge_cases() -> None:
     """Runs longer than the 16-bit run field, all-empty and all-full masks; the library's decoder agrees."""
-    from wsss.export.label_studio import brush_mask, decode_brush_rle
+    from wsss.exporters.label_studio import brush_mask, decode_brush_rle
 
     for m in (np.zeros((300, 300), bool), np.ones((300, 300), bool), np.eye(7, dtype=bool)):
         flat = decode_brush(brush_rle(m))
@@ -372,7 +372,7 @@ def test_brush_rle_long_runs_and_edge_cases() -> None:
 
 
 def test_registry_is_complete_after_importing_the_package_alone() -> None:
-    code = ("import sys, json, wsss.export as e; "
+    code = ("import sys, json, wsss.exporters as e; "
             "print(json.dumps([e.EXPORTERS.names(), [m for m in ('torch', 'cv2', 'pycocotools') if m in sys.modules]]))")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60,
                          env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
@@ -518,7 +518,7 @@ def _as_label_studio_export(tasks: list[dict]) -> list[dict]:
 
 
 def test_import_label_studio_round_trips_brush_masks(pseudo: tuple[Path, dict], tmp_path: Path) -> None:
-    from wsss.export.imports import import_labels
+    from wsss.exporters.imports import import_labels
 
     root, labels = pseudo
     counts = export(root, "label_studio", None, CLASSES, per_component=True, progress=False)
@@ -536,7 +536,7 @@ def test_import_label_studio_round_trips_brush_masks(pseudo: tuple[Path, dict], 
 
 
 def test_import_label_studio_polygons_ids_and_errors(tmp_path: Path) -> None:
-    from wsss.export.import_label_studio import import_label_studio, task_image_id
+    from wsss.exporters.import_label_studio import import_label_studio, task_image_id
 
     assert task_image_id({"data": {"image": "/data/upload/3/0a1b2c3d-cju0001.jpg"}}) == "cju0001"
     assert task_image_id({"data": {"image": "/data/local-files/?d=Kvasir/images/cju0002.jpg"}}) == "cju0002"

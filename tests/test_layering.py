@@ -30,7 +30,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("boxes", ("wsss.boxes",)),
     ("masks", ("wsss.masks",)),
     ("pseudo", ("wsss.pseudo",)),
-    ("export", ("wsss.export",)),
+    ("exporters", ("wsss.exporters",)),
     ("train", ("wsss.train",)),
     ("experiments", ("wsss.experiments",)),
     ("config", ("wsss.schema", "wsss.config")),  # the schema is the union of every stage's parameters
@@ -129,7 +129,7 @@ def test_the_checker_sees_an_upward_arrow_and_a_cycle() -> None:
 
 REGISTRIES = [("wsss.data", "DATASETS"), ("wsss.classifier", "CLASSIFIERS"), ("wsss.labels", "LABEL_SOURCES"),
               ("wsss.cam", "CAM_METHODS"), ("wsss.boxes", "BOX_SOURCES"), ("wsss.masks", "REFINERS"),
-              ("wsss.train", "TRAIN_MODELS"), ("wsss.export", "EXPORTERS")]
+              ("wsss.train", "TRAIN_MODELS"), ("wsss.exporters", "EXPORTERS")]
 
 
 @pytest.mark.parametrize("package,registry", REGISTRIES)

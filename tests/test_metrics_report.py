@@ -16,7 +16,7 @@ from tests._mini_layouts import make_kvasir, make_voc
 from wsss.config import load_config
 from wsss.data import build_dataset
 from wsss.evaluation.report import evaluate_dir, write_report
-from wsss.export import export
+from wsss.exporters import export
 from wsss.pseudo.manifest import ManifestWriter
 from wsss.utils.io import write_label_png
 

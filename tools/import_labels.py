@@ -28,7 +28,7 @@ def main() -> None:
                         help="config overrides for --classes-from (e.g. data.kvasir_seg.root=DIR)")
     add_debug_arg(parser)
     args = parser.parse_args()
-    from wsss.export.imports import import_labels
+    from wsss.exporters.imports import import_labels
 
     if args.classes:
         class_names = [c.strip() for c in args.classes.split(",")]

@@ -204,7 +204,7 @@ class _LabelFolder:
 
 
 def export(pseudo_dir: PathLike, fmt: str, out: PathLike | None = None, **options: Any) -> dict:
-    """Write ``pseudo_dir``'s labels in an annotation tool's format (``wsss.export.EXPORTERS`` lists them)."""
-    from wsss.export import export as export_labels
+    """Write ``pseudo_dir``'s labels in an annotation tool's format (``wsss.exporters.EXPORTERS`` lists them)."""
+    from wsss.exporters import export as export_labels
 
     return export_labels(pseudo_dir, fmt, out=out, **options)

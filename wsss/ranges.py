@@ -65,6 +65,17 @@ def each(check: Check, what: str = "every item") -> Check:
     return run
 
 
+def each_value(check: Check, what: str = "every value") -> Check:
+    """Apply ``check`` to every value of a mapping (per-class settings: the error names the class)."""
+    def run(v: dict) -> str | None:
+        for key, item in v.items():
+            problem = check(item)
+            if problem is not None:
+                return f"{what} {problem} ({key} is {item!r})"
+        return None
+    return run
+
+
 def sorted_positive(v: list) -> str | None:
     """Scales: at least one, all > 0, non-decreasing (rCAM allows s1 == s2)."""
     if not v or any(s <= 0 for s in v) or list(v) != sorted(v):
@@ -119,6 +130,9 @@ RULES: tuple[Rule, ...] = tuple(
              "min_ratio", "box_rect", "box_iou", "box_penalty", "val_fraction", "momentum",
              "warmup_ratio")
     + [Rule("thresholds", each(between(0, 1), "every threshold"))]  # grabcut_cam [t0, t1, t2]
+    # per-class probability cuts {class name: p}; the ontology's per-class box_threshold / text_threshold
+    # (boxes.grounding_dino.ontology.<class>.*) are checked by the field-name rules above
+    + [Rule("clip.thresholds", each_value(between(0, 1), "every threshold"))]
     # mask gray level of the Kvasir masks (an int 0..255), not a probability like other thresholds
     + [Rule("data.*.threshold", between(0, 255))]
     # non-negative weights, margins and scores (above 1 is meaningful for these)

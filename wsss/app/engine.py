@@ -29,6 +29,7 @@ from wsss.data.base import Sample
 from wsss.evaluation.metrics import class_iou
 from wsss.labels import class_probabilities
 from wsss.masks import REFINERS
+from wsss.models.weights import checkpoint_available
 from wsss.pseudo import PseudoLabeler
 from wsss.pseudo.pipeline import seed_image
 from wsss.record import Record, Resources
@@ -95,11 +96,7 @@ def checkpoints_configured(params: Any) -> bool:
     fields = _checkpoint_fields(params)
     if not fields:
         return True
-    for _, spec in fields:
-        if isinstance(spec, str) and spec:
-            if spec.startswith(("hf:", "http://", "https://")) or Path(spec).expanduser().exists():
-                return True
-    return False
+    return any(isinstance(spec, str) and checkpoint_available(spec) for _, spec in fields)
 
 
 def mask_model_choices(cfg: Any) -> list[tuple[str, str]]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from wsss.export.coco_rle import mask_annotations
+from wsss.exporters.coco_rle import mask_annotations
 from wsss.utils.io import atomic_path, write_text_atomic
 
 
@@ -27,7 +27,7 @@ def coco_rle_json(
 ) -> dict:
     """A one-image, one-annotation COCO dict (loadable by ``pycocotools.coco.COCO``).
 
-    The annotation comes from the CLI's COCO RLE writer (``wsss.export.coco_rle``), so the demo and
+    The annotation comes from the CLI's COCO RLE writer (``wsss.exporters.coco_rle``), so the demo and
     ``tools/export.py`` encode a mask the same way.
     """
     h, w = mask.shape

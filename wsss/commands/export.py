@@ -21,7 +21,7 @@ from wsss.utils.cli import add_debug_arg
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from wsss.export import format_names  # light: the writers import cv2 / pycocotools when they run
+    from wsss.exporters import format_names  # light: the writers import cv2 / pycocotools when they run
 
     add_config_args(parser)
     add_debug_arg(parser)
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from wsss.data import build_dataset
-    from wsss.export import export
+    from wsss.exporters import export
     from wsss.runner import setup
 
     options = parse_options(args.options)

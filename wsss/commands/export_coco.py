@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from wsss.data import build_dataset
-    from wsss.export import export
+    from wsss.exporters import export
     from wsss.runner import setup
 
     cfg, work_dir = setup(args)

@@ -64,3 +64,9 @@ def resolve_checkpoint(spec: str, kind: str, key: str) -> Path:
         raise FileNotFoundError(f"{key}: no {kind} checkpoint at '{path.resolve()}'. Download one to that path "
                                 f"(published at {PUBLISHED[kind]}) or point {key} at yours.")
     return path
+
+
+def checkpoint_available(spec: str | None) -> bool:
+    """Whether :func:`resolve_checkpoint` can give ``spec`` without failing here: a local file that exists,
+    or a hub id / URL (downloaded on first use). The demo offers a model only when this holds."""
+    return bool(spec) and (is_remote(spec) or Path(spec).expanduser().exists())

@@ -226,7 +226,7 @@ def _check_same_config(out_dir: Path, cfg: Any, overwrite: bool) -> None:
 
 
 def _record_config(out_dir: Path, cfg: Any, class_names: list[str]) -> None:
-    """The stage settings, and the class names the exporters need (``wsss.export`` reads them)."""
+    """The stage settings, and the class names the exporters need (``wsss.exporters`` reads them)."""
     path = out_dir / "stage_config.yaml"
     text = yaml.safe_dump(stage_config(cfg) | {"class_names": list(class_names)}, sort_keys=False)
     if not path.is_file() or path.read_text() != text:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from wsss.export.coco_polygons import CocoPolygonExporter, CocoPolygonParams
+from wsss.exporters.coco_polygons import CocoPolygonExporter, CocoPolygonParams
 
 
 @dataclasses.dataclass

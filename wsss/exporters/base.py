@@ -3,7 +3,7 @@
 A pseudo dir (stage one's output) is ``manifest.jsonl`` plus ``labels/<id>.png`` class-index maps
 (0 = background, 255 = uncertain / ignore). Every writer takes the same stream of :class:`ExportItem`
 and turns it into one annotation tool's format, so a new format is one small module and one
-``EXPORTERS.register`` line in ``wsss/export/__init__.py``.
+``EXPORTERS.register`` line in ``wsss/exporters/__init__.py``.
 """
 from __future__ import annotations
 
@@ -114,7 +114,7 @@ def default_class_names(pseudo_dir: str | Path) -> list[str] | None:
 
     gen_pseudo's stage_config.yaml holds the stage settings but (today) not the data set's class names, so
     for its folders callers pass them (the CLI takes them from the config's data set); folders written by
-    :func:`wsss.export.import_coco.import_coco` record theirs in import.json.
+    :func:`wsss.exporters.import_coco.import_coco` record theirs in import.json.
     """
     import json
 
@@ -133,7 +133,7 @@ def default_class_names(pseudo_dir: str | Path) -> list[str] | None:
 
 
 def format_names() -> list[str]:
-    """The registered formats (importing :mod:`wsss.export` registers them all)."""
+    """The registered formats (importing :mod:`wsss.exporters` registers them all)."""
     return EXPORTERS.names()
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from wsss.export.base import ExportItem, present_classes
+from wsss.exporters.base import ExportItem, present_classes
 from wsss.utils.io import write_text_atomic
 
 

@@ -2,10 +2,10 @@
 
 ``export(pseudo_dir, fmt, ...)`` writes one of the registered formats (``EXPORTERS.names()``); importing
 this package registers them all, and heavy libraries (cv2, pycocotools) load only when a writer runs.
-``wsss.export.import_coco.import_coco`` turns a corrected COCO json back into a pseudo dir for training.
+``wsss.exporters.import_coco.import_coco`` turns a corrected COCO json back into a pseudo dir for training.
 See docs/export.md.
 """
-from wsss.export.base import (
+from wsss.exporters.base import (
     EXPORTERS,
     Exporter,
     ExportItem,
@@ -15,12 +15,12 @@ from wsss.export.base import (
     format_names,
     read_items,
 )
-from wsss.export.coco_polygons import CocoPolygonExporter, CocoPolygonParams
-from wsss.export.coco_rle import CocoRleExporter, CocoRleParams
-from wsss.export.cvat import CvatExporter, CvatParams
-from wsss.export.label_studio import LabelStudioExporter, LabelStudioParams
-from wsss.export.voc import VocExporter, VocParams
-from wsss.export.yolo import YoloExporter, YoloParams
+from wsss.exporters.coco_polygons import CocoPolygonExporter, CocoPolygonParams
+from wsss.exporters.coco_rle import CocoRleExporter, CocoRleParams
+from wsss.exporters.cvat import CvatExporter, CvatParams
+from wsss.exporters.label_studio import LabelStudioExporter, LabelStudioParams
+from wsss.exporters.voc import VocExporter, VocParams
+from wsss.exporters.yolo import YoloExporter, YoloParams
 
 EXPORTERS.register("voc", VocParams)(VocExporter)
 EXPORTERS.register("coco_rle", CocoRleParams)(CocoRleExporter)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from wsss.export.base import ExportItem, present_classes
+from wsss.exporters.base import ExportItem, present_classes
 from wsss.utils.io import IGNORE_INDEX, voc_palette, write_label_png, write_text_atomic
 
 

@@ -8,7 +8,7 @@ its prediction is not a correction. ``brushlabels`` results are decoded from the
 ``polygonlabels`` from their percent coordinates; other result types (rectangles, choices) carry no mask
 and are counted in ``no_mask``.
 
-The output is the same as :func:`wsss.export.import_coco.import_coco` writes (labels, manifest,
+The output is the same as :func:`wsss.exporters.import_coco.import_coco` writes (labels, manifest,
 import.json; overlap rule: smaller on top). Image id: the task's ``data.wsss_id`` (wsss's export sets it),
 else the stem of ``data.image`` (a local-files path, or an upload whose 8-hex-digit prefix is dropped).
 Image size: the results' ``original_width`` / ``original_height``, else ``data.width`` / ``data.height``.
@@ -23,8 +23,8 @@ from urllib.parse import unquote
 
 import numpy as np
 
-from wsss.export.import_coco import PseudoDirWriter, check_class_names, load_json, paint_label
-from wsss.export.label_studio import brush_mask
+from wsss.exporters.import_coco import PseudoDirWriter, check_class_names, load_json, paint_label
+from wsss.exporters.label_studio import brush_mask
 
 _UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-")
 

@@ -13,7 +13,7 @@ widths" - 1 (3, 4, 8, 16); then blocks of 1 flag bit (1 = one value repeated), 2
 that many bits of run length - 1, and the 8-bit value; zero-padded to whole bytes, sent as a list of ints.
 This encoder writes only repeat blocks (a binary mask has long runs); the decoder also reads literal ones.
 Task data also carry ``wsss_id``, ``width`` and ``height``, which Label Studio keeps in its JSON export, so
-:func:`wsss.export.import_label_studio.import_label_studio` maps corrected tasks back to image ids.
+:func:`wsss.exporters.import_label_studio.import_label_studio` maps corrected tasks back to image ids.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from wsss.export.base import ExportItem, present_classes
+from wsss.exporters.base import ExportItem, present_classes
 from wsss.utils.io import voc_palette, write_text_atomic
 
 _WORD_BITS = 8

@@ -5,8 +5,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from wsss.export.import_coco import import_coco, load_json
-from wsss.export.import_label_studio import import_label_studio
+from wsss.exporters.import_coco import import_coco, load_json
+from wsss.exporters.import_label_studio import import_label_studio
 
 
 def import_labels(path: str | Path, out_dir: str | Path, class_names: Sequence[str], progress: bool = True) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 Each label file ``labels/<split>/<id>.txt`` has one line per 8-connected component of each foreground
 class, ``cls x1 y1 x2 y2 ...``: ``cls`` counts the foreground classes from 0 (background is dropped, so
 class index c is ``c - 1``), coordinates are pixel corners divided by width / height, in [0, 1]. The
-polygons are exact pixel outlines with holes bridged in (see :mod:`wsss.export.polygons`); YOLO has one
+polygons are exact pixel outlines with holes bridged in (see :mod:`wsss.exporters.polygons`); YOLO has one
 polygon per instance, so ``per_component`` does not apply. An image without foreground gets an empty file
 (a background image for Ultralytics).
 
@@ -29,8 +29,8 @@ from typing import Any, Literal
 
 import yaml
 
-from wsss.export.base import ExportItem, present_classes
-from wsss.export.polygons import MIN_PIXELS, component_polygons
+from wsss.exporters.base import ExportItem, present_classes
+from wsss.exporters.polygons import MIN_PIXELS, component_polygons
 from wsss.utils.io import atomic_path, write_text_atomic
 
 

@@ -1,6 +1,6 @@
 """COCO instances json with polygon segmentations (editable outlines in CVAT, Label Studio, Roboflow ...).
 
-Polygons follow pixel edges exactly (see :mod:`wsss.export.polygons`): holes are bridged into their outer
+Polygons follow pixel edges exactly (see :mod:`wsss.exporters.polygons`): holes are bridged into their outer
 ring, components under ``min_pixels`` are dropped. ``per_component=False`` gives one annotation per class
 whose ``segmentation`` lists one polygon per component; ``True`` one annotation per component. ``bbox``
 and ``area`` are those of the polygons as pycocotools rasterises them.
@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from wsss.export.base import ExportItem
-from wsss.export.coco_rle import write_coco_json
-from wsss.export.polygons import MIN_PIXELS, coco_segmentation, component_polygons
+from wsss.exporters.base import ExportItem
+from wsss.exporters.coco_rle import write_coco_json
+from wsss.exporters.polygons import MIN_PIXELS, coco_segmentation, component_polygons
 
 
 def polygon_annotations(label: np.ndarray, num_classes: int, per_component: bool = False,
