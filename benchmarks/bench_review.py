@@ -28,8 +28,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from wsss.data.base import Box  # noqa: E402
 from wsss.pseudo.quality import FEATURES, fit_logistic, quality_estimate, quality_features  # noqa: E402
-from wsss.record import Box, Record  # noqa: E402
+from wsss.record import Record  # noqa: E402
 
 ROAD: list[str] = []  # the route as it ships (ROAD off); the shipped weights were fitted this way
 

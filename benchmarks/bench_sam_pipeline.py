@@ -24,11 +24,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from wsss.data.base import Sample  # noqa: E402
+from wsss.data.base import (
+    Box,  # noqa: E402
+    Sample,  # noqa: E402
+)
 from wsss.masks.compose import compose_label_map  # noqa: E402
 from wsss.masks.sam_refiners import SamCamMatch, SamCamMatchParams  # noqa: E402
 from wsss.masks.sam_selection import match_box_mask, prune_auto_masks  # noqa: E402
-from wsss.record import Box, Record, Resources  # noqa: E402
+from wsss.record import Record, Resources  # noqa: E402
 from wsss.sam.engine import AutoMaskParams, SamEngine, SamModelParams, load_sam_model, sam_resource_key  # noqa: E402
 
 
