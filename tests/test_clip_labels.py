@@ -226,16 +226,20 @@ def scores_of(params: ClipLabelParams, tmp_path: Path) -> dict[int, float]:
     return source(Record(Sample("a", colour_image((200, 30, 30), 0))))[1]
 
 
-@pytest.mark.parametrize("form", ["file", "folder", "hf-hub"])
+@pytest.mark.parametrize("form", ["file", "hf-file", "folder", "hf-hub"])
 def test_weights_load_by_file_folder_or_hub_id_offline(form: str, saved_tiny_clip: tuple, offline_hub: Path,
                                                        tmp_path: Path) -> None:
     import open_clip
 
     model, folder = saved_tiny_clip
-    if form == "file":  # an architecture open_clip knows (registered like its own configs) + a state-dict file
+    if form in ("file", "hf-file"):  # an architecture open_clip knows (registered like its own configs) + weights
         (tmp_path / "wsss-tiny-clip.json").write_text(json.dumps(TINY_CFG))
         open_clip.add_model_config(tmp_path / "wsss-tiny-clip.json")
-        params = ClipLabelParams(model="wsss-tiny-clip", pretrained=str(folder / "open_clip_pytorch_model.bin"))
+        weights = str(folder / "open_clip_pytorch_model.bin")
+        if form == "hf-file":  # one file of a hub repo, the way SAM checkpoints are named (hf_hub_download)
+            put_in_hf_cache(offline_hub, "wsss-test/tiny-clip-file", {"open_clip_pytorch_model.bin": Path(weights)})
+            weights = "hf:wsss-test/tiny-clip-file/open_clip_pytorch_model.bin"
+        params = ClipLabelParams(model="wsss-tiny-clip", pretrained=weights)
     elif form == "folder":
         params = ClipLabelParams(pretrained=str(folder))
     else:

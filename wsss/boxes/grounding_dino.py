@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,10 @@ from wsss.boxes.base import BoxSource
 from wsss.data.base import Box
 from wsss.labels.clip import check_class_keys  # the same rule for every per-class mapping
 from wsss.models.weights import PUBLISHED
+from wsss.paths import wsss_home
 from wsss.record import Record, Resources
+
+_PATCH_LOCK = threading.Lock()  # one backbone_once at a time, so two threads never stack their patches
 
 
 @dataclasses.dataclass
@@ -50,7 +54,8 @@ class GroundingDinoClassPrompt:
 
 @dataclasses.dataclass
 class GroundingDinoParams:
-    model: str = "checkpoints/grounding-dino-tiny"  # local folder, or a hub id (cached by transformers)
+    # local folder, or a hub id (cached by transformers); default: $WSSS_HOME/checkpoints/grounding-dino-tiny
+    model: str = dataclasses.field(default_factory=lambda: str(wsss_home() / "checkpoints" / "grounding-dino-tiny"))
     box_threshold: float = 0.35  # a box's score (its best prompt token) must exceed this
     text_threshold: float = 0.25  # ... and this (Grounding-DINO's phrase rule; matters when set above box_threshold)
     class_names: list[str] | None = None  # prompt phrases for classes 1..K; null = the data set's names
@@ -159,30 +164,32 @@ def backbone_once(model: Any) -> Iterator[None]:
     transformers has no argument to pass precomputed image features (``encoder_outputs`` are already
     fused with the text), but its backbone module (``model.model.backbone``: Swin + position
     embeddings) sees only the pixels, so its output is reused while the same ``pixel_values`` come
-    back. A model without that module runs its backbone every pass, with the same boxes.
+    back (an identity check: other pixels, e.g. another thread's image, are encoded afresh). A model
+    without that module runs its backbone every pass, with the same boxes.
     """
     backbone = getattr(getattr(model, "model", None), "backbone", None)
     if not isinstance(backbone, torch.nn.Module):
         yield
         return
-    own = backbone.__dict__.get("forward")  # e.g. an accelerate hook; restored as it was
-    original = backbone.forward
-    cache: dict[str, Any] = {}
+    with _PATCH_LOCK:
+        own = backbone.__dict__.get("forward")  # e.g. an accelerate hook; restored as it was
+        original = backbone.forward
+        cache: dict[str, Any] = {}
 
-    def forward(pixel_values: torch.Tensor, pixel_mask: torch.Tensor) -> tuple[list, list]:
-        if cache.get("pixels") is not pixel_values or cache.get("mask") is not pixel_mask:
-            cache.update(pixels=pixel_values, mask=pixel_mask, out=original(pixel_values, pixel_mask))
-        features, positions = cache["out"]
-        return list(features), list(positions)  # the model appends to the position list
+        def forward(pixel_values: torch.Tensor, pixel_mask: torch.Tensor) -> tuple[list, list]:
+            if cache.get("pixels") is not pixel_values or cache.get("mask") is not pixel_mask:
+                cache.update(pixels=pixel_values, mask=pixel_mask, out=original(pixel_values, pixel_mask))
+            features, positions = cache["out"]
+            return list(features), list(positions)  # the model appends to the position list
 
-    backbone.forward = forward
-    try:
-        yield
-    finally:
-        if own is None:
-            del backbone.forward
-        else:
-            backbone.forward = own
+        backbone.forward = forward
+        try:
+            yield
+        finally:
+            if own is None:
+                del backbone.forward
+            else:
+                backbone.forward = own
 
 
 def boxes_from_outputs(outputs: Any, spans: list[tuple[int, int, int]], cuts: dict[int, tuple[float, float]],
@@ -218,7 +225,8 @@ def detect_queries(model: Any, processor: Any, image: np.ndarray, queries: list[
         pixel_mask = torch.ones(pixel_values.shape[:1] + pixel_values.shape[2:], dtype=torch.long, device=device)
     cuts = {q.cls: (q.box_threshold, q.text_threshold) for q in queries}
     boxes: list[Box] = []
-    with torch.no_grad(), backbone_once(model):
+    reuse = backbone_once(model) if len(chunks) > 1 else contextlib.nullcontext()
+    with torch.no_grad(), reuse:
         for chunk in chunks:
             text, spans = encode_caption(chunk, tokens, tokenizer, device)
             outputs = model(pixel_values=pixel_values, pixel_mask=pixel_mask, **text)

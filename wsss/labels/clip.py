@@ -8,8 +8,9 @@ gives the probabilities instead of the prompts.
 
 Weights (``pretrained``): an open_clip tag (``openai``; downloads online), ``hf-hub:org/repo``
 (open_clip's own hub loader: downloaded once into the Hugging Face cache, read from it offline), a
-local weights file for the architecture ``model``, or a local folder holding ``open_clip_config.json``
-and the weights (a hub snapshot copied by hand).
+local weights file for the architecture ``model`` (or ``hf:org/repo/file`` / an https URL for one,
+fetched like SAM checkpoints), or a local folder holding ``open_clip_config.json`` and the weights
+(a hub snapshot copied by hand).
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ import torch
 from tqdm import tqdm
 
 from wsss.labels.base import LabelSource
-from wsss.models.weights import PUBLISHED
+from wsss.models.weights import PUBLISHED, resolve_checkpoint
+from wsss.paths import wsss_home
 from wsss.record import Record, Resources
 
 TEMPLATES = ["a photo of a {}.", "a photo of the {}.", "a cropped photo of a {}.", "an image containing a {}."]
@@ -37,8 +39,9 @@ TEXT_BATCH = 256  # prompts per text-encoder pass: an 80-class x 4-template onto
 @dataclasses.dataclass
 class ClipLabelParams:
     model: str = "ViT-B-16"  # an open_clip architecture name (ignored for hf-hub: ids and folders: they carry theirs)
-    # local weights file or folder, hf-hub:<org>/<repo>, or an open_clip tag such as 'openai' (docs/foundation_models.md)
-    pretrained: str = "checkpoints/open_clip_vit_b16.bin"
+    # local weights file or folder, hf-hub:<org>/<repo>, hf:<org>/<repo>/<file>, an https URL, or an open_clip tag
+    # such as 'openai' (docs/foundation_models.md)
+    pretrained: str = dataclasses.field(default_factory=lambda: str(wsss_home() / "checkpoints" / "open_clip_vit_b16.bin"))
     templates: list[str] = dataclasses.field(default_factory=lambda: list(TEMPLATES))
     class_names: list[str] | None = None  # prompt names for classes 1..K; null = the data set's names
     # data-set class name -> its own prompts (their mean embedding replaces the templates for that class)
@@ -130,6 +133,8 @@ def load_open_clip(model_name: str, pretrained: str, device: torch.device) -> tu
     """
     import open_clip
 
+    if pretrained.startswith(("hf:", "http://", "https://")):  # one weights file, as SAM checkpoints are named
+        pretrained = str(resolve_checkpoint(pretrained, "clip", "labels.clip.pretrained"))
     name, weights = open_clip_source(model_name, pretrained)
     _check_weights_exist(name, weights)
     if weights is not None and ("/" in weights or weights.endswith(WEIGHT_SUFFIXES)):
