@@ -1,10 +1,12 @@
 """Large images run at a bounded working size; the demo refuses oversized uploads from the header."""
 from __future__ import annotations
 
+import functools
 import io
 import struct
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -35,27 +37,27 @@ def _scene(h: int, w: int) -> tuple[np.ndarray, np.ndarray, Box]:
 
 
 @pytest.fixture
-def labeler(tmp_path: Path) -> PseudoLabeler:
-    """A real stage-one pipeline that needs no model: given labels and boxes, GrabCut inside the box."""
+def labeler(tmp_path: Path) -> SimpleNamespace:
+    """A real stage-one pipeline that needs no model: given labels and boxes, GrabCut inside the box.
+
+    ``seen`` lists the image shape the refiner ran on (the pipeline's own per-stage callback).
+    """
     cfg = load_config(REPO / "configs" / "quickstart.yaml",
                       ["labels.name=given", "cam.name=none", "boxes.name=given", "masks.name=grabcut_box", "device=cpu"])
     lab = PseudoLabeler(cfg, Resources(cfg, CLASSES, tmp_path, "cpu"))
-    refiner, lab.seen = lab.refiner, []
+    seen: list[tuple[int, ...]] = []
 
-    def spy(rec: Record) -> np.ndarray:
-        lab.seen.append(rec.image.shape)
-        return refiner(rec)
+    def on_step(kind: str, rec: Record) -> None:
+        if kind == "masks":
+            seen.append(rec.image.shape)
 
-    lab.refiner = spy
-    return lab
+    return SimpleNamespace(process=functools.partial(lab.process, on_step=on_step), seen=seen)
 
 
-def test_big_image_runs_at_working_size_and_comes_back_native(labeler: PseudoLabeler) -> None:
+def test_big_image_runs_at_working_size_and_comes_back_native(labeler: SimpleNamespace) -> None:
     image, disc, box = _scene(2000, 3000)  # 6 MP in memory, no huge file
     rec = Record(Sample("big", image, labels=[1], boxes=[box]))
-    start = time.perf_counter()
     out = process_at_working_size(labeler.process, rec, max_side=512)
-    assert time.perf_counter() - start < 30
     assert labeler.seen == [(341, 512, 3)]  # the refiner saw the working copy only
     assert out.image is image and out.label_map.shape == (2000, 3000) and out.label_map.dtype == np.uint8
     assert out.boxes == [box]  # the given box, in native pixels, exactly
@@ -64,7 +66,7 @@ def test_big_image_runs_at_working_size_and_comes_back_native(labeler: PseudoLab
     assert (fg & disc).sum() / (fg | disc).sum() > 0.9  # nearest-neighbour upsampling kept the object
 
 
-def test_small_image_is_untouched(labeler: PseudoLabeler) -> None:
+def test_small_image_is_untouched(labeler: SimpleNamespace) -> None:
     image, _, box = _scene(96, 128)
     seed_everything(0)
     ref = labeler.process(Record(Sample("small", image.copy(), labels=[1], boxes=[box])))
