@@ -242,3 +242,36 @@ def test_imagenet_mode_paints_any_of_1000_classes(tiny_run: tuple) -> None:
         assert res.mask.any()
     finally:
         eng.close()
+
+
+def test_gallery_orders_by_the_pseudo_label_quality(tiny_run: tuple, tmp_path) -> None:
+    """With a pseudo-label run in the work dir, the gallery can show its worst estimates first."""
+    pytest.importorskip("gradio")
+    from tests.conftest import QUICKSTART
+    from wsss.app.ui import ORDER_BEST, ORDER_DATASET, ORDER_WORST, Callbacks
+    from wsss.config import load_config
+    from wsss.data import build_dataset
+    from wsss.pseudo import generate_pseudo_labels
+    from wsss.record import Resources
+
+    _, work_dir, overrides = tiny_run
+    cfg = load_config(QUICKSTART, overrides + [f"classifier.timm.checkpoint={work_dir / 'classifier' / 'classifier.pth'}",
+                                               "pseudo.overlays=0"])
+    work = tmp_path / "work"
+    dataset = build_dataset(cfg.data, cfg.data.split)
+    ids = dataset.ids[:4]
+    generate_pseudo_labels(cfg, dataset, Resources(cfg, dataset.class_names, work, "cpu"), work / cfg.pseudo.out, ids)
+    demo = DemoEngine(cfg, work)
+    try:
+        quality = demo.quality_estimates()
+        assert sorted(quality) == sorted(ids) and all(0.0 <= q <= 1.0 for q in quality.values())
+        cb = Callbacks(demo, page_size=50)
+        cb.change_order(cfg.data.split, ALL_CLASSES, ORDER_WORST)
+        shown = cb.gallery.ids(cfg.data.split, ALL_CLASSES)
+        assert shown[:4] == sorted(ids, key=quality.get) and set(shown[4:]) == set(dataset.ids) - set(ids)
+        cb.change_order(cfg.data.split, ALL_CLASSES, ORDER_BEST)
+        assert cb.gallery.ids(cfg.data.split, ALL_CLASSES)[:4] == sorted(ids, key=quality.get, reverse=True)
+        cb.change_order(cfg.data.split, ALL_CLASSES, ORDER_DATASET)
+        assert cb.gallery.ids(cfg.data.split, ALL_CLASSES) == list(dataset.ids)
+    finally:
+        demo.close()

@@ -197,6 +197,17 @@ class DemoEngine:
         masks.name = p.mask_model
         return {"cam": cam, "boxes": boxes, "masks": masks}
 
+    def quality_estimates(self) -> dict[str, float]:
+        """{image id: quality estimate} from ``<work_dir>/<pseudo.out>/manifest.jsonl`` (empty when there is no
+        run, or its lines carry no estimate): the gallery can show the worst pseudo-labels first."""
+        from wsss.pseudo.review import load_queue
+
+        try:
+            items = load_queue(self.resources.work_dir / self.cfg.pseudo.out)
+        except FileNotFoundError:
+            return {}
+        return {it.image: it.estimate for it in items if it.estimate is not None}
+
     # ------------------------------------------------------------------ inputs
     def pixel_limits(self) -> tuple[int | None, int]:
         """(max pixels, min side) of an upload: the config's ``data.max_pixels`` / ``data.min_side`` when set."""

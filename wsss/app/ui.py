@@ -37,6 +37,9 @@ def _display(image: np.ndarray, min_side: int = 256) -> np.ndarray:
     return np.repeat(np.repeat(image, k, 0), k, 1) if k > 1 else image
 
 
+ORDER_DATASET, ORDER_WORST, ORDER_BEST = "data set", "quality: worst first", "quality: best first"
+
+
 def _safe_stem(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", text)[:80] or "mask"
 
@@ -47,6 +50,7 @@ class Callbacks:
     def __init__(self, engine: DemoEngine, page_size: int = 12, export_dir: str | Path | None = None) -> None:
         self.engine = engine
         self.gallery = GalleryIndex(engine.datasets, page_size)
+        self.quality = engine.quality_estimates()  # {id: estimate} of the config's pseudo-label run, if any
         self.export_dir = Path(export_dir or tempfile.mkdtemp(prefix="wsss-demo-"))
 
     # ---------------------------------------------------------------- gallery column
@@ -57,6 +61,14 @@ class Callbacks:
     def change_class(self, split: str, cls: str) -> tuple[Any, ...]:
         pages = self.gallery.num_pages(split, cls)
         return (gr.update(minimum=1, maximum=max(pages, 2), value=1, interactive=pages > 1),) + self.show_page(split, cls, 1)
+
+    def change_order(self, split: str, cls: str, order: str) -> tuple[Any, ...]:
+        """Data-set order, or by the pseudo-label quality estimate (worst first: check those first)."""
+        if order == ORDER_DATASET:
+            self.gallery.sort_by(None)
+        else:
+            self.gallery.sort_by(self.quality, descending=order == ORDER_BEST)
+        return self.change_class(split, cls)
 
     def show_page(self, split: str, cls: str, page: float) -> tuple[list, str]:
         n, pages = len(self.gallery.ids(split, cls)), self.gallery.num_pages(split, cls)
@@ -170,6 +182,9 @@ def build_app(engine: DemoEngine, page_size: int = 12, export_dir: str | Path | 
                 first, first_caption = cb.show_page(splits[0], ALL_CLASSES, 1)
                 gallery = gr.Gallery(first, label="Gallery (click to generate)", columns=4, allow_preview=False, elem_id="gallery")
                 caption = gr.Markdown(first_caption)
+                order = gr.Radio([ORDER_DATASET, ORDER_WORST, ORDER_BEST], value=ORDER_DATASET, elem_id="order",
+                                 label="Order (by the quality estimate of the config's pseudo-labels)",
+                                 visible=bool(cb.quality))
 
         param_inputs = [cam_method, eigen, aug, box_threshold, mask_model, target]
         gen_outputs = [log, final, metrics, stages, params_box, stages_box, result_state]
@@ -183,6 +198,7 @@ def build_app(engine: DemoEngine, page_size: int = 12, export_dir: str | Path | 
         split.change(cb.change_split, [split], [cls, page, gallery, caption])
         cls.input(cb.change_class, [split, cls], [page, gallery, caption])
         page.release(cb.show_page, [split, cls, page], [gallery, caption])
+        order.input(cb.change_order, [split, cls, order], [page, gallery, caption])
         gallery.select(on_select, [split, cls, page], [sample_state]).then(run, [sample_state, *param_inputs], gen_outputs)
         upload.upload(cb.upload_sample, [upload], [sample_state]).success(run, [sample_state, *param_inputs], gen_outputs)
         again.click(run, [sample_state, *param_inputs], gen_outputs)
