@@ -170,3 +170,14 @@ def test_every_stage_implementation_subclasses_its_interface() -> None:
             assert list(inspect.signature(builder).parameters)[:2] == ["params", "resources"], f"{registry.stage}.{name}"
             if interface is Refiner:
                 assert callable(builder.stage_images)
+
+
+def test_no_private_names_cross_modules() -> None:
+    """``from wsss.x import _name`` couples a module to another's internals: make the name public instead."""
+    private = []
+    for path in sorted(PKG.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("wsss"):
+                private += [f"{module_name(path)}:{node.lineno} imports {node.module}.{a.name}"
+                            for a in node.names if a.name.startswith("_") and a.name != "__version__"]
+    assert not private, "\n".join(private)
