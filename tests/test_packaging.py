@@ -86,3 +86,13 @@ def test_the_copy_and_the_shipped_bases_load_in_the_venv(installed: tuple[Path, 
     assert copy["model"]["name"] == "deeplabv3plus"  # from _base_/deeplabv3plus.yaml, found in the package
     assert copy["data"]["folder"]["root"] == str(work.resolve() / "data" / "photos")
     assert quickstart["data"]["name"] == "synthetic" and quickstart["classifier"]["name"] == "timm"
+
+
+def test_the_python_api_finds_a_shipped_preset_in_the_venv(installed: tuple[Path, Path]) -> None:
+    """``wsss.Labeler.from_config("photos", ...)`` outside the checkout (config and class names; no image run)."""
+    venv, work = installed
+    code = ("import json, wsss; lab = wsss.Labeler.from_config('photos', classes=['cat', 'dog'], work_dir='w', "
+            "device='cpu'); print(json.dumps([lab.class_names, lab.cfg.classifier.name, wsss.__file__]))")
+    names, classifier, where = json.loads(_run([str(venv / "bin" / "python"), "-c", code], work).stdout.strip().splitlines()[-1])
+    assert names == ["background", "cat", "dog"] and classifier == "imagenet_lite0"
+    assert str(venv) in where

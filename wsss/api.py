@@ -154,16 +154,8 @@ class Labeler:
 
 def _resolve_config(config: PathLike) -> Path:
     """A path as is; otherwise a shipped preset's name (``photos``, ``quickstart``, ``train/voc_mask2former``)."""
-    path = Path(config)
-    if path.is_file():
-        return path
-    try:
-        from wsss.commands.configs import resolve_config
-    except ImportError:  # an older layout: configs/ beside the package
-        candidate = Path(__file__).resolve().parents[1] / "configs" / f"{config}.yaml"
-        if candidate.is_file():
-            return candidate
-        raise FileNotFoundError(f"config '{config}' is neither a file nor a shipped preset") from None
+    from wsss.paths import resolve_config
+
     return Path(resolve_config(str(config)))
 
 
