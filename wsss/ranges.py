@@ -120,7 +120,8 @@ RULES: tuple[Rule, ...] = tuple(
              "overlays", "num_workers", "top_k", "warmup_iters", "crop_n_layers",
              "min_mask_region_area", "min_box_mask_px", "radius",
              "min_images",  # classfolder treats 0 as 1
-             "max_pixels", "max_side")  # 0 = no limit / always native size
+             "max_pixels", "max_side",  # 0 = no limit / always native size
+             "pseudo.workers")  # 0 = decode and refine in the main process
     + [Rule("border_sides", between(0, 4))]  # image edges touched; 0 = off
     # probabilities, CAM values (CAMs are in [0, 1]), IoUs and fractions
     + _rules(between(0, 1),
@@ -137,7 +138,7 @@ RULES: tuple[Rule, ...] = tuple(
     + [Rule("data.*.threshold", between(0, 255))]
     # non-negative weights, margins and scores (above 1 is meaningful for these)
     + _rules(at_least(0),
-             "weight_decay", "margin", "stability_score_offset", "iou_weight", "stability_weight",
+             "weight_decay", "margin", "box_margin", "stability_score_offset", "iou_weight", "stability_weight",
              "backbone_lr_mult", "poly_power", "clip_grad_norm", "class_weight", "mask_weight",
              "dice_weight", "no_object_weight", "gaussian_compat", "bilateral_compat",
              "min_confidence",  # > 1 flags every image (tests use 1.01)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -25,6 +26,29 @@ def add_config_args(parser: argparse.ArgumentParser, config_required: bool = Tru
     group.add_argument("--work-dir", help="output folder (default: ./work_dirs/<config name>, under the current directory)")
     group.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                        help="override config keys, e.g. --set masks.grabcut_cam.t=0.4 train.epochs=2")
+
+
+def add_threads_arg(parser: argparse.ArgumentParser) -> None:
+    """``--threads N``: CPU threads per process, for several processes on one host (docs/training.md)."""
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="CPU threads of torch and OpenCV in this process (default: OMP_NUM_THREADS if set, "
+                             "else every core; torchrun sets OMP_NUM_THREADS=1). Give each of several processes "
+                             "on one host its share of the cores")
+
+
+def set_threads(n: int | None) -> None:
+    """Apply ``--threads``: torch's intra-op threads and OpenCV's (GrabCut) threads; ``OMP_NUM_THREADS`` for
+    the processes this one starts. None leaves the defaults."""
+    if n is None:
+        return
+    if n < 1:
+        raise SystemExit(f"--threads must be >= 1, got {n}")
+    import cv2
+    import torch
+
+    torch.set_num_threads(n)
+    cv2.setNumThreads(n)
+    os.environ["OMP_NUM_THREADS"] = str(n)
 
 
 def setup(args: argparse.Namespace, extra: list[str] | None = None) -> tuple[Any, Path]:

@@ -55,6 +55,14 @@ class PseudoConfig:
     # the stages run on a copy whose longer side is at most this; the label map is painted back at
     # native resolution (0 = always native size)
     max_side: int = 1024
+    # images per model call of the labels and CAM stages on a GPU (1 = image by image, as before). Above 1
+    # (or with workers) images decode ahead in a DataLoader and a pool-safe refiner (GrabCut) runs in worker
+    # threads or processes. On the CPU the models still see one image per call: labels bitwise the per-image ones
+    batch_size: int = 1
+    workers: int = 0  # decode processes, and refiner + PNG-writing workers (0 = all in the main thread)
+    pool: Literal["thread", "process"] = "thread"  # the refiner workers (GrabCut releases the GIL)
+    autocast: bool = True  # bf16 autocast for the classifier (and declared encoders) on CUDA; no effect on CPU
+    compile: bool = False  # torch.compile the classifier (and declared encoders) on CUDA, batched path only
 
 
 @dataclasses.dataclass

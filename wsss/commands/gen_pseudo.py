@@ -1,7 +1,11 @@
 """Stage one: pseudo-labels for every image of ``data.split``.
 
-    {prog} CONFIG [--work-dir DIR] [--set KEY=VALUE ...] [--allow-failures]
+    {prog} CONFIG [--work-dir DIR] [--set KEY=VALUE ...] [--allow-failures] [--threads N]
     torchrun --nproc_per_node N {script} CONFIG [...]   # N ranks, one GPU each
+
+Batched (the same labels; faster on a GPU with free cores): --set pseudo.batch_size=16 pseudo.workers=8
+(images decode ahead in a DataLoader, the classifier and Grad-CAM take 16 images per call on a GPU,
+GrabCut and PNG writing run in 8 worker threads); see docs/training.md.
 
 Writes <work_dir>/<pseudo.out>/{labels/*.png, manifest.jsonl, overlays/}; a rerun resumes (images
 whose manifest status is ok or low_confidence and whose PNG exists are skipped; failed ones are
@@ -29,7 +33,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from wsss.runner import add_config_args
+from wsss.runner import add_config_args, add_threads_arg
 from wsss.utils.cli import add_debug_arg
 
 EXIT_OK, EXIT_FAULT, EXIT_USAGE, EXIT_IMAGES_FAILED = 0, 1, 2, 3
@@ -59,15 +63,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-eval", action="store_true", help="do not score against ground truth masks")
     parser.add_argument("--allow-failures", action="store_true",
                         help=f"exit 0 even if some images failed (default: exit {EXIT_IMAGES_FAILED})")
+    add_threads_arg(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from wsss.distributed import cleanup, init_distributed
     from wsss.evaluation import format_skipped, format_table
     from wsss.pseudo.pipeline import ConfigMismatch
-    from wsss.runner import gen_pseudo_sharded, score_pseudo, setup
+    from wsss.runner import gen_pseudo_sharded, score_pseudo, set_threads, setup
 
     try:
+        set_threads(args.threads)
         cfg, work_dir = setup(args)
     except SystemExit as e:  # setup reports a config error as SystemExit(message), which would exit 1
         if isinstance(e.code, str):

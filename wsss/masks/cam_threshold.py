@@ -16,6 +16,8 @@ class CamThresholdParams:
 
 
 class CamThreshold(Refiner):
+    pool_safe = True  # numpy only
+
     def __init__(self, params: CamThresholdParams, resources: Resources) -> None:
         self.p = params
 

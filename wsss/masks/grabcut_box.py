@@ -41,6 +41,8 @@ def grabcut_rect(image: np.ndarray, box: Box, iterations: int, margin: float = 0
 
 
 class GrabCutBox(Refiner):
+    pool_safe = True  # OpenCV and numpy only; GrabCut's RNG is OpenCV's per-thread one, seeded per image
+
     def __init__(self, params: GrabCutBoxParams, resources: Resources) -> None:
         self.p = params
 

@@ -82,6 +82,8 @@ def grabcut(image: np.ndarray, gc_mask: np.ndarray, iterations: int) -> np.ndarr
 
 
 class GrabCutCam(Refiner):
+    pool_safe = True  # OpenCV and numpy only; GrabCut's RNG is OpenCV's per-thread one, seeded per image
+
     def __init__(self, params: GrabCutCamParams, resources: Resources) -> None:
         self.p = params
         self.t = variant_thresholds(params.variant, params.t, params.delta, params.thresholds)

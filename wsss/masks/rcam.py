@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from wsss.cam.rcam import RCamParams, shared_rcam
+from wsss.cam.base import CamMethod
+from wsss.cam.rcam import RCamParams, RCamStage, shared_rcam
 from wsss.masks.base import Refiner
 from wsss.masks.compose import compose_label_map
 from wsss.record import Record, Resources
@@ -16,9 +17,17 @@ from wsss.record import Record, Resources
 class RCamRefiner(Refiner):
     """Masks stage ``rcam``: rCAM (scope image) or rCAM_Box (scope box) thresholded per class."""
 
+    reads_cams = False  # it computes its own maps (reusing the CAM stage's when that stage is this rCAM)
+
     def __init__(self, params: RCamParams, resources: Resources) -> None:
         self.p = params
         self.rcam = shared_rcam(resources, params)
+
+    def uses_cam_stage(self, cam: CamMethod) -> bool:
+        """Only a CAM stage that is this very rCAM (``cam.name: rcam`` with the same parameters) feeds the
+        refiner, through ``rec.cache``: it is then the refiner's own work, done once. Any other CAM stage
+        (Grad-CAM) is ignored by the label map, and the pipeline may skip it."""
+        return self.p.scope == "image" and isinstance(cam, RCamStage) and cam.rcam is self.rcam
 
     def class_maps(self, rec: Record) -> dict[int, np.ndarray]:
         if self.p.scope == "box":
