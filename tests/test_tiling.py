@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -69,3 +70,31 @@ def test_a_tile_as_big_as_the_image_is_the_plain_pipeline(labeler: PseudoLabeler
     np.testing.assert_array_equal(tiled.label_map, plain.label_map)
     with pytest.raises(ValueError, match="tile_overlap"):
         process_tiled(functools.partial(labeler.process), Record(Sample("s", image, labels=[1], boxes=[box])), 200, 200, 1024)
+
+
+def test_gen_pseudo_runs_tiled(tmp_path: Path) -> None:
+    """``pseudo.tile`` reaches the batch run: each label equals run_stages' tiled one, and the folder records it."""
+    import yaml
+
+    from tests._mini_layouts import make_kvasir
+    from wsss.data import build_dataset
+    from wsss.pseudo import generate_pseudo_labels
+    from wsss.pseudo.pipeline import run_stages, seed_image
+    from wsss.utils.io import read_label_png
+
+    root = make_kvasir(tmp_path / "Kvasir-SEG", n=2)  # 48x56 images with given boxes
+    cfg = load_config(REPO / "configs" / "quickstart.yaml", [
+        "data.name=kvasir_seg", "data.split=all", f"data.kvasir_seg.root={root}", "labels.name=given", "cam.name=none",
+        "boxes.name=given", "masks.name=grabcut_box", "device=cpu", "pseudo.tile=24", "pseudo.tile_overlap=8",
+        "pseudo.overlays=0"])
+    dataset = build_dataset(cfg.data, cfg.data.split)
+    resources = Resources(cfg, dataset.class_names, tmp_path / "w", "cpu")
+    records = generate_pseudo_labels(cfg, dataset, resources, tmp_path / "pseudo")
+    lab = PseudoLabeler(cfg, resources)
+    for i in dataset.ids:
+        assert records[i]["status"] == "ok" and records[i]["extras"]["tiles"] > 1
+        seed_image(cfg.seed, i)
+        again = run_stages(lab, Record(dataset.load(i)), cfg.pseudo)
+        np.testing.assert_array_equal(read_label_png(tmp_path / "pseudo" / "labels" / f"{i}.png"), again.label_map)
+        assert [b[1:5] for b in records[i]["boxes"]] == [b.as_list() for b in dataset.load(i).boxes]  # merged back
+    assert yaml.safe_load((tmp_path / "pseudo" / "stage_config.yaml").read_text())["tile"] == 24

@@ -113,8 +113,7 @@ class Labeler:
     def __call__(self, image: np.ndarray | PathLike, image_id: str | None = None) -> LabelResult:
         """Label one image (an RGB array or an image file), exactly as ``gen_pseudo`` would."""
         from wsss.data.base import Sample
-        from wsss.pseudo.pipeline import seed_image
-        from wsss.pseudo.working_size import process_at_working_size
+        from wsss.pseudo.pipeline import run_stages, seed_image
         from wsss.record import Record
         from wsss.utils.io import read_image
 
@@ -127,7 +126,7 @@ class Labeler:
                              f"dtype {image.dtype}")
         image_id = image_id or "image"
         seed_image(self.cfg.seed, image_id)
-        rec = process_at_working_size(self.pipeline.process, Record(Sample(image_id, image)), self.cfg.pseudo.max_side)
+        rec = run_stages(self.pipeline, Record(Sample(image_id, image)), self.cfg.pseudo, self.pipeline.steps_needed())
         names = self.class_names
         return LabelResult(image, rec.label_map, names, [names[c] for c in rec.classes],
                            {names[c]: float(s) for c, s in rec.scores.items() if c < len(names)},

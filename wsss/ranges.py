@@ -121,6 +121,7 @@ RULES: tuple[Rule, ...] = tuple(
              "min_mask_region_area", "min_box_mask_px", "radius",
              "min_images",  # classfolder treats 0 as 1
              "max_pixels", "max_side",  # 0 = no limit / always native size
+             "pseudo.tile", "pseudo.tile_overlap",  # 0 = no tiles / tiles side by side
              "pseudo.workers")  # 0 = decode and refine in the main process
     + [Rule("border_sides", between(0, 4))]  # image edges touched; 0 = off
     # probabilities, CAM values (CAMs are in [0, 1]), IoUs and fractions

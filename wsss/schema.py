@@ -55,6 +55,10 @@ class PseudoConfig:
     # the stages run on a copy whose longer side is at most this; the label map is painted back at
     # native resolution (0 = always native size)
     max_side: int = 1024
+    # tiled mode for very large images (aerial photos, slides): labels and CAM still at max_side, but boxes
+    # and masks on native-resolution tiles of this many px, overlapping by tile_overlap (0 = off)
+    tile: int = 0
+    tile_overlap: int = 128
     # images per model call of the labels and CAM stages on a GPU (1 = image by image, as before). Above 1
     # (or with workers) images decode ahead in a DataLoader and a pool-safe refiner (GrabCut) runs in worker
     # threads or processes. On the CPU the models still see one image per call: labels bitwise the per-image ones

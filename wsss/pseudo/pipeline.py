@@ -36,6 +36,7 @@ from wsss.pseudo.batched import Decoded, RefinePool, chunks, decoded
 from wsss.pseudo.lock import FolderLock
 from wsss.pseudo.manifest import ManifestWriter, compact, is_labelled, read_manifest
 from wsss.pseudo.quality import manifest_quality
+from wsss.pseudo.tiling import process_tiled
 from wsss.pseudo.working_size import process_at_working_size, shrink_sample, working_scale
 from wsss.record import Record, Resources
 from wsss.utils.io import write_image, write_label_png, write_text_atomic
@@ -245,7 +246,8 @@ def seed_image(seed: int, image_id: str) -> None:
 
 def stage_config(cfg: Any) -> dict:
     """The settings a label depends on: the stage sections, and the working size the models see."""
-    return {k: dataclasses.asdict(getattr(cfg, k)) for k in STAGE_KEYS} | {"max_side": cfg.pseudo.max_side}
+    tiles = {"tile": cfg.pseudo.tile, "tile_overlap": cfg.pseudo.tile_overlap} if cfg.pseudo.tile > 0 else {}
+    return {k: dataclasses.asdict(getattr(cfg, k)) for k in STAGE_KEYS} | {"max_side": cfg.pseudo.max_side} | tiles
 
 
 class ConfigMismatch(RuntimeError):
@@ -332,7 +334,7 @@ def _check_same_config(out_dir: Path, cfg: Any, overwrite: bool) -> None:
     previous.pop("class_names", None)  # recorded for the exporters, not compared: the stages decide a label
     current = stage_config(cfg)
     if previous != current:
-        changed = [k for k in (*STAGE_KEYS, "max_side") if previous.get(k) != current.get(k)]
+        changed = [k for k in (*STAGE_KEYS, "max_side", "tile", "tile_overlap") if previous.get(k) != current.get(k)]
         raise ConfigMismatch(f"{out_dir} holds pseudo-labels made with a different {', '.join(changed)} config; "
                              "use another --work-dir, or --set pseudo.overwrite=true to redo them")
 
@@ -491,7 +493,7 @@ def _label_all(cfg: Any, dataset: SegDataset, resources: Resources, out_dir: Pat
         bar.update()
 
     try:
-        if cfg.pseudo.batch_size > 1 or cfg.pseudo.workers > 0:
+        if (cfg.pseudo.batch_size > 1 or cfg.pseudo.workers > 0) and cfg.pseudo.tile <= 0:  # tiles: per image
             _label_batched(cfg, dataset, labeler, todo, target, write)
         else:
             _label_each(cfg, dataset, labeler, todo, target, write)
@@ -500,6 +502,16 @@ def _label_all(cfg: Any, dataset: SegDataset, resources: Resources, out_dir: Pat
         writer.close()
     with _writing(manifest_path):
         return compact(manifest_path, ids)
+
+
+def run_stages(labeler: PseudoLabeler, rec: Record, p: Any, steps: Sequence[str] = STAGES) -> Record:
+    """One image through ``steps``: big photos as a downscaled copy with the label map painted back at
+    native size, or, with ``pseudo.tile``, boxes and masks on native tiles (:mod:`wsss.pseudo.tiling`)."""
+    if p.tile > 0:
+        def process(r: Record, steps: Sequence[str] = STAGES, _needed: Sequence[str] = steps) -> Record:
+            return labeler.process(r, steps=[s for s in steps if s in _needed])
+        return process_tiled(process, rec, p.tile, p.tile_overlap, p.max_side)
+    return process_at_working_size(lambda r: labeler.process(r, steps=steps), rec, p.max_side)
 
 
 def _label_each(cfg: Any, dataset: SegDataset, labeler: PseudoLabeler, todo: list[str], target: _Target,
@@ -511,8 +523,7 @@ def _label_each(cfg: Any, dataset: SegDataset, labeler: PseudoLabeler, todo: lis
         try:
             seed_image(cfg.seed, image_id)
             rec = Record(dataset.load(image_id))
-            # big photos run through the models as a downscaled copy; the label map comes back at native size
-            rec = process_at_working_size(lambda r: labeler.process(r, steps=steps), rec, cfg.pseudo.max_side)
+            rec = run_stages(labeler, rec, cfg.pseudo, steps)
             record |= _write_outputs(rec, image_id, target)
         except (KeyboardInterrupt, SystemExit, EnvironmentFault):
             raise
