@@ -259,7 +259,8 @@ class FakeEngine:
         ious = self.box_ious if multimask else self.box_ious[:, :1]
         return (out if logits else out > 0), ious
 
-    def auto_masks(self, rec: Record, p: AutoMaskParams) -> list[dict]:
+    def auto_masks(self, rec: Record, p: AutoMaskParams, **grid) -> list[dict]:
+        self.grid = grid  # what the refiner asked for: {} (full grid) or boxes and box_margin
         return self.auto
 
 
@@ -334,6 +335,25 @@ def test_sam_cam_match_prunes_with_params_and_indexes_unpruned_list(tmp_path: Pa
     assert rec.cache["sam_cam_match"][0]["auto_index"] == 1 and np.array_equal(masks[1], dark)
     with pytest.raises(ValueError, match="small_box_mask"):
         SamCamMatchParams(small_box_mask="never")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("grid,margin", [("full", 0.1), ("boxes", 0.1), ("boxes", 0.0)])
+def test_sam_cam_match_grid_asks_engine_for_box_points(grid: str, margin: float, tmp_path: Path) -> None:
+    shape = (40, 40)
+    box = Box(1, 8, 8, 32, 32, 0.9)
+    good = rect(shape, 12, 12, 30, 30)
+    engine = FakeEngine(as_logits([rect(shape, 10, 10, 30, 30)]), np.array([[0.9]], np.float32),
+                        [{"segmentation": good, "predicted_iou": 0.9, "stability_score": 0.9}])
+    res, mp = fake_resources(engine, tmp_path)
+    masks = SamCamMatch(SamCamMatchParams(model=mp, grid=grid, box_margin=margin), res).class_masks(record(shape, box))
+    assert np.array_equal(masks[1], good)
+    if grid == "full":
+        assert engine.grid == {}
+    else:
+        assert engine.grid["box_margin"] == margin and engine.grid["boxes"].tolist() == [[8, 8, 32, 32]]
+    assert SamCamMatchParams().grid == "full"  # the default stays paper 000's full grid
+    with pytest.raises(ValueError, match="grid"):
+        SamCamMatchParams(grid="box")  # type: ignore[arg-type]
 
 
 # -- the engine's logits for box prompts (stability of multimask outputs) ------------------------------

@@ -9,7 +9,6 @@ public APIs where they exist; the few private sam2 attributes they need are wrap
 from __future__ import annotations
 
 import abc
-import math
 from typing import Any, ClassVar
 
 import numpy as np
@@ -95,18 +94,13 @@ class SamAdapter(abc.ABC):
         """Low-res logits (N, M, h, w) and predicted IoUs (N, M) for N prompts of K points each.
 
         ``points`` (N, K, 2) are xy image pixels, ``labels`` (N, K) 1 = foreground / 0 = background (None: all 1).
-        Nothing is upsampled: the automatic-mask path filters at low resolution first.
+        Nothing is upsampled: the automatic-mask path drops masks by predicted IoU before upsampling.
         """
 
     @property
     @abc.abstractmethod
     def mask_threshold(self) -> float:
         """The logit threshold the library's automatic generator uses for binary masks."""
-
-    @abc.abstractmethod
-    def low_res_frame(self, low_hw: tuple[int, int],
-                      orig_hw: tuple[int, int]) -> tuple[tuple[int, int], tuple[float, float]]:
-        """The low-res rows/cols that cover the image and the image pixels per low-res pixel (y, x)."""
 
     @abc.abstractmethod
     def upsample(self, low: torch.Tensor, orig_hw: tuple[int, int]) -> torch.Tensor:
@@ -184,13 +178,6 @@ class SegmentAnythingAdapter(SamAdapter):
     @property
     def mask_threshold(self) -> float:
         return float(self.model.mask_threshold)
-
-    def low_res_frame(self, low_hw: tuple[int, int],
-                      orig_hw: tuple[int, int]) -> tuple[tuple[int, int], tuple[float, float]]:
-        # SAM resizes the long side to img_size and pads the bottom/right: only part of the low-res map is image
-        f = self.model.image_encoder.img_size / low_hw[0]
-        ih, iw = self.predictor.input_size
-        return (math.ceil(ih / f), math.ceil(iw / f)), (f * orig_hw[0] / ih, f * orig_hw[1] / iw)
 
     def upsample(self, low: torch.Tensor, orig_hw: tuple[int, int]) -> torch.Tensor:
         return self.model.postprocess_masks(low[:, None], self.predictor.input_size, orig_hw)[:, 0]
@@ -272,11 +259,6 @@ class Sam2Adapter(SamAdapter):
     @property
     def mask_threshold(self) -> float:
         return 0.0  # SAM2AutomaticMaskGenerator's default
-
-    def low_res_frame(self, low_hw: tuple[int, int],
-                      orig_hw: tuple[int, int]) -> tuple[tuple[int, int], tuple[float, float]]:
-        # SAM 2 resizes the image to a square without padding: the whole low-res map is the image
-        return low_hw, (orig_hw[0] / low_hw[0], orig_hw[1] / low_hw[1])
 
     def upsample(self, low: torch.Tensor, orig_hw: tuple[int, int]) -> torch.Tensor:
         # the predictor's own SAM2Transforms (private attribute), so survivors match _predict's masks exactly

@@ -3,9 +3,10 @@
 ``SamEngine.ensure_image(rec)`` encodes ``rec.image`` the first time and keeps the embedding in
 ``rec.cache``; the box-prompt decoder and the automatic mask generator both start from it. The
 automatic masks come from ``wsss.sam.fast_auto`` (default: the libraries' point grid decoded from
-the cached embedding, filtered and NMS'd on the low-res logits, only survivors upsampled) or, with
+the cached embedding, the library's filters and NMS on tensors instead of RLEs, the same masks) or, with
 ``auto.engine: library``, from the library's own generator, handed a predictor whose ``set_image``
-for the full-image crop restores the cached embedding instead of encoding again.
+for the full-image crop restores the cached embedding instead of encoding again. Either can be limited
+to the grid points inside given boxes (paper 000's ``grid: boxes``).
 
 Everything that depends on the library (segment_anything, sam2, ...) is in the family's adapter,
 ``wsss.sam.adapters.ADAPTERS[family]``; this module only caches and dispatches.
@@ -59,7 +60,7 @@ class AutoMaskParams:
     crop_overlap_ratio: float = 512 / 1500
     crop_n_points_downscale_factor: int = 1
     min_mask_region_area: int = 0
-    # fast: wsss.sam.fast_auto (filters and NMS on the low-res logits, upsamples only survivors);
+    # fast: wsss.sam.fast_auto (the library's filters and NMS without RLEs: the same masks, docs/sam.md "Fidelity");
     # library: the libraries' own generate(). crop_n_layers > 0 or min_mask_region_area > 0 always use the library.
     engine: Literal["fast", "library"] = "fast"
 
@@ -152,26 +153,59 @@ class SamEngine:
         return self._generators[key]
 
     @torch.no_grad()
-    def auto_masks(self, rec: Record, p: AutoMaskParams) -> list[dict]:
-        """Automatic masks (dicts with ``segmentation``, ``area``, ``bbox``, ``predicted_iou``, ...), best first."""
+    def auto_masks(self, rec: Record, p: AutoMaskParams, boxes: np.ndarray | None = None,
+                   box_margin: float = 0.0) -> list[dict]:
+        """Automatic masks (dicts with ``segmentation``, ``area``, ``bbox``, ``predicted_iou``, ...), best first.
+
+        ``boxes`` (N, 4) xyxy: only the grid points inside them, each grown by ``box_margin`` × its size
+        (``wsss.sam.fast_auto.grid_in_boxes``), all decoded together (one decoder call up to
+        ``fast_auto.MAX_POINTS_PER_CALL`` points, or ``points_per_batch`` if larger): the masks the generator
+        would make from those points alone. Needs ``crop_n_layers == 0``.
+        """
+        from wsss.sam import fast_auto
+
+        selected = points = None
         key = f"sam_auto:{self.name}:{dataclasses.astuple(p)}"
+        if boxes is not None:
+            if p.crop_n_layers > 0:
+                raise ValueError("automatic masks on the grid inside boxes need auto.crop_n_layers = 0 "
+                                 "(a zoomed crop has a grid of its own)")
+            boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+            grid = fast_auto.point_grid(p.points_per_side, *rec.image.shape[:2])
+            selected = fast_auto.grid_in_boxes(grid, boxes, box_margin)
+            points = grid[selected]
+            key += f":boxes:{boxes.tobytes().hex()}:{box_margin}"
         if key in rec.cache:
             return rec.cache[key]
         if p.engine == "fast" and p.crop_n_layers == 0 and p.min_mask_region_area == 0:
-            from wsss.sam.fast_auto import fast_auto_masks
-
             self.ensure_image(rec)
-            rec.cache[key] = fast_auto_masks(self.adapter, rec.image.shape[:2], p.points_per_side,
-                                             p.points_per_batch, p.pred_iou_thresh, p.stability_score_thresh,
-                                             p.stability_score_offset, p.box_nms_thresh)
+            batch = p.points_per_batch if selected is None else _one_batch(len(selected), p.points_per_batch)
+            rec.cache[key] = fast_auto.fast_auto_masks(self.adapter, rec.image.shape[:2], p.points_per_side, batch,
+                                                       p.pred_iou_thresh, p.stability_score_thresh,
+                                                       p.stability_score_offset, p.box_nms_thresh, points=points)
         else:
             gen = self._generator(p)
+            saved = gen.point_grids, gen.points_per_batch
+            if selected is not None:  # the library's own option for explicit grids (normalised coordinates)
+                from segment_anything.utils.amg import build_point_grid
+
+                gen.point_grids = [build_point_grid(p.points_per_side)[selected]]
+                gen.points_per_batch = _one_batch(len(selected), p.points_per_batch)
             gen.predictor = _CachedEmbeddingPredictor(self, rec)
             try:
                 rec.cache[key] = gen.generate(np.ascontiguousarray(rec.image))
             finally:
                 gen.predictor = self.predictor
+                gen.point_grids, gen.points_per_batch = saved
         return rec.cache[key]
+
+
+def _one_batch(n: int, points_per_batch: int) -> int:
+    """The batch size that decodes ``n`` points in one call, bounded by ``fast_auto.MAX_POINTS_PER_CALL``
+    (or ``points_per_batch`` where that is larger) to bound the decoder's memory."""
+    from wsss.sam.fast_auto import MAX_POINTS_PER_CALL
+
+    return max(1, min(n, max(points_per_batch, MAX_POINTS_PER_CALL)))
 
 
 def get_engine(p: SamModelParams, resources: Resources, key: str) -> SamEngine:
