@@ -91,17 +91,6 @@ def coco_images(root: Path, n: int, max_side: int, min_frac: float) -> list[Reco
     return recs
 
 
-def coherent(model: torch.nn.Module, gain: float = 8.0) -> torch.nn.Module:
-    """Random decoders paint salt-and-pepper masks whose boxes all span the image; averaging the transposed-conv
-    kernels makes masks unions of embedding cells (object-like) and the gain gives logits of real magnitude."""
-    dec = model.mask_decoder
-    with torch.no_grad():
-        for m in dec.output_upscaling.modules():
-            if isinstance(m, torch.nn.ConvTranspose2d):
-                m.weight.copy_(m.weight.mean((2, 3), keepdim=True).expand_as(m.weight))
-        for mlp in dec.output_hypernetworks_mlps:
-            mlp.layers[-1].weight.mul_(gain)
-    return model
 
 
 # -- the pipelines ---------------------------------------------------------------------------------------
@@ -193,6 +182,8 @@ def build_model(args: argparse.Namespace, device: torch.device) -> tuple[torch.n
         mp = SamModelParams(variant=args.variant, checkpoint=args.checkpoint)
         model = load_sam_model(mp, device, "--checkpoint")
     if args.coherent:
+        from wsss.models.tiny import coherent
+
         coherent(model, args.coherent)
     return model.to(device).eval(), mp
 

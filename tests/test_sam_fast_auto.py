@@ -18,7 +18,7 @@ import torch
 from tests.test_sam_engine import FAMILIES, count_calls, decoder, make_record, resources_with
 from wsss.data.base import Sample
 from wsss.masks import REFINERS
-from wsss.models.tiny import build_tiny_sam, build_tiny_sam2
+from wsss.models.tiny import build_tiny_sam, build_tiny_sam2, coherent
 from wsss.record import Record
 from wsss.sam import fast_auto
 from wsss.sam.engine import AutoMaskParams, SamEngine
@@ -28,18 +28,6 @@ REPO = Path(__file__).resolve().parents[1]
 NO_FILTER = AutoMaskParams(points_per_side=8, pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=1.0)
 
 
-def coherent(model: torch.nn.Module, gain: float = 8.0) -> torch.nn.Module:
-    """Random decoders paint salt-and-pepper masks whose boxes all span the image (NMS then keeps one mask).
-    Averaging the transposed-conv kernels makes the upscaling a nearest-neighbour one (masks become unions
-    of embedding cells, like real objects) and the gain gives logits of real magnitude."""
-    dec = decoder(model)
-    with torch.no_grad():
-        for m in dec.output_upscaling.modules():
-            if isinstance(m, torch.nn.ConvTranspose2d):
-                m.weight.copy_(m.weight.mean((2, 3), keepdim=True).expand_as(m.weight))
-        for mlp in dec.output_hypernetworks_mlps:
-            mlp.layers[-1].weight.mul_(gain)
-    return model
 
 
 def build_vit_b(img_size: int = 256, seed: int = 0) -> torch.nn.Module:

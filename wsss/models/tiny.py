@@ -100,3 +100,18 @@ def build_tiny_grounding_dino(words: list[str], image_size: int = 128, seed: int
         image_processor=GroundingDinoImageProcessor(size={"shortest_edge": image_size, "longest_edge": image_size}),
         tokenizer=tokenizer)
     return model, processor
+
+
+def coherent(model: torch.nn.Module, gain: float = 8.0) -> torch.nn.Module:
+    """A random SAM / SAM 2 decoder made blocky, in place: random decoders paint salt-and-pepper masks whose
+    boxes all span the image (NMS then keeps one mask). Averaging the transposed-conv kernels makes the
+    upscaling nearest-neighbour (masks become unions of embedding cells, like real objects) and ``gain``
+    gives logits of real magnitude. For fidelity tests and benchmarks on random weights."""
+    dec = model.mask_decoder if hasattr(model, "mask_decoder") else model.sam_mask_decoder
+    with torch.no_grad():
+        for m in dec.output_upscaling.modules():
+            if isinstance(m, torch.nn.ConvTranspose2d):
+                m.weight.copy_(m.weight.mean((2, 3), keepdim=True).expand_as(m.weight))
+        for mlp in dec.output_hypernetworks_mlps:
+            mlp.layers[-1].weight.mul_(gain)
+    return model
