@@ -22,6 +22,7 @@ both wsss paths are also compared with the naive composition's.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import resource
 import sys
@@ -102,8 +103,7 @@ class Naive:
 
         self.p = p
         self.predictor = SamPredictor(model)
-        kwargs = {k: v for k, v in dataclasses.asdict(p.auto).items() if k != "engine"}
-        self.generator = SamAutomaticMaskGenerator(model, output_mode="binary_mask", **kwargs)
+        self.generator = SamAutomaticMaskGenerator(model, output_mode="binary_mask", **p.auto.library_kwargs())
 
     def __call__(self, rec: Record) -> np.ndarray:
         p, shape = self.p, rec.image.shape[:2]
@@ -164,6 +164,11 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--max-area", type=float, default=SamCamMatchParams.max_area,
                     help="pruning's upper area bound (>= 1 = off): random decoders' few NMS survivors are large")
     ap.add_argument("--pipelines", default="naive,full,boxes", help="any of naive, full, boxes, library")
+    ap.add_argument("--decode-batch", type=int, default=0,
+                    help="wsss pipelines: auto.decode_batch (prompts per decoder pass; 4 suits a CPU; 0 = the batch)")
+    ap.add_argument("--compile", action="store_true",
+                    help="wsss pipelines: pseudo.compile (torch.compile of SAM's encoder and decoder, on a copy of "
+                         "the model; the compilation runs on a warm-up image first and is reported apart)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--seed", type=int, default=0)
     return ap.parse_args()
@@ -262,6 +267,17 @@ def report(r: Results, names: list[str]) -> None:
               f"label-map IoU mean {np.mean(ious):.4f} (min {np.min(ious):.4f})")
 
 
+def warm_up(engine: SamEngine, runners: dict, rec: Record) -> float:
+    """``pseudo.compile`` for the wsss pipelines, compiled on one run of each over ``rec``: CPU seconds."""
+    engine.compile()
+    c = time.process_time()
+    with torch.inference_mode():
+        for n, runner in runners.items():
+            if n != "naive":
+                runner(Record(rec.sample, classes=rec.classes, boxes=rec.boxes))
+    return time.process_time() - c
+
+
 def main() -> None:
     args = parse_args()
     torch.manual_seed(args.seed)
@@ -271,9 +287,11 @@ def main() -> None:
     # random weights predict IoUs below 0.1 (docs/sam.md): no IoU filter, or no automatic mask survives at all
     iou_t = args.pred_iou_thresh if args.pred_iou_thresh is not None else (0.0 if random else 0.88)
     stab_t = args.stability_thresh if args.stability_thresh is not None else (0.0 if args.variant == "tiny" else 0.95)
-    auto = AutoMaskParams(points_per_side=args.points_per_side, pred_iou_thresh=iou_t, stability_score_thresh=stab_t)
+    auto = AutoMaskParams(points_per_side=args.points_per_side, pred_iou_thresh=iou_t, stability_score_thresh=stab_t,
+                          decode_batch=args.decode_batch)
     res = Resources(None, ["background", "object"], ".", device)
-    res.get(sam_resource_key(mp), lambda: SamEngine(model, mp.family, sam_resource_key(mp)))
+    engine = SamEngine(copy.deepcopy(model) if args.compile else model, mp.family, sam_resource_key(mp))
+    res.get(sam_resource_key(mp), lambda: engine)
     common = {"model": mp, "max_area": args.max_area}
     params = {
         "full": SamCamMatchParams(auto=auto, **common),
@@ -291,13 +309,16 @@ def main() -> None:
     else:
         recs = make_images(args.images, args.size, args.seed)
         source = f"{len(recs)} synthetic images {args.size}x{int(args.size * 4 / 3)}"
+    compile_s = warm_up(engine, runners, recs[0]) if args.compile else 0.0
     r = run(runners, recs, args.points_per_side, args.box_margin, device)
     nparams = sum(q.numel() for q in model.parameters()) / 1e6
     print(f"\nmodel {args.variant}{' random' if random else ''}{f' coherent x{args.coherent:g}' if args.coherent else ''} "
           f"({nparams:.1f} M params, input {model.image_encoder.img_size}), device {device}, {source}, "
           f"{args.points_per_side}^2 points, pred_iou_thresh {iou_t}, stability_score_thresh {stab_t}, "
-          f"box_margin {args.box_margin}, max_area {args.max_area}, {torch.get_num_threads()} threads; "
-          f"box grid: {np.mean(r.fractions):.0%} of the points on average")
+          f"box_margin {args.box_margin}, max_area {args.max_area}, decode_batch {args.decode_batch}, "
+          f"{torch.get_num_threads()} threads; box grid: {np.mean(r.fractions):.0%} of the points on average")
+    if args.compile:
+        print(f"wsss pipelines compiled (torch.compile): warm-up {compile_s:.1f} CPU-s, once per process, not in the table")
     report(r, names)
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
     if device.type == "cuda":

@@ -108,7 +108,7 @@ def test_plain_composition_encodes_twice() -> None:
     predictor = SamPredictor(model)
     predictor.set_image(rec.image)
     predictor.predict(box=np.array(rec.boxes[0].as_list()), multimask_output=False)
-    SamAutomaticMaskGenerator(model, **{k: v for k, v in dataclasses.asdict(AUTO).items() if k != "engine"}).generate(rec.image)
+    SamAutomaticMaskGenerator(model, **AUTO.library_kwargs()).generate(rec.image)
     assert calls[0] == 2
 
 

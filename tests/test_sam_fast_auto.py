@@ -212,7 +212,7 @@ def test_box_grid_fast_equals_library_and_decodes_once(engine: SamEngine) -> Non
     rec = make_record(2)
     boxes = np.array([b.as_list() for b in rec.boxes], np.float64)
     p = thresholds(engine, rec, AutoMaskParams(points_per_side=16, box_nms_thresh=0.7))
-    calls = count_calls(decoder(engine.model))
+    calls = count_calls(decoder(engine.model).transformer)  # the fast path calls the transformer, not forward()
     fast, lib = both(engine, p, rec, boxes=boxes, box_margin=0.1)
     n = len(fast_auto.grid_in_boxes(fast_auto.point_grid(16, 48, 64), boxes, 0.1))
     assert p.points_per_batch < n <= fast_auto.MAX_POINTS_PER_CALL

@@ -251,6 +251,8 @@ def test_whole_rectangular_object_slightly_inside_box_is_not_penalised() -> None
 
 # -- the refiners wire the rules: an engine returning constructed masks --------------------------------
 class FakeEngine:
+    device = torch.device("cpu")
+
     def __init__(self, box_logits: np.ndarray, box_ious: np.ndarray, auto: list[dict]) -> None:
         self.box_logits, self.box_ious, self.auto = box_logits, box_ious, auto
 

@@ -119,6 +119,7 @@ RULES: tuple[Rule, ...] = tuple(
     + _rules(at_least(0),
              "overlays", "num_workers", "top_k", "warmup_iters", "crop_n_layers",
              "min_mask_region_area", "min_box_mask_px", "radius",
+             "decode_batch",  # 0 = points_per_batch
              "min_images",  # classfolder treats 0 as 1
              "max_pixels", "max_side",  # 0 = no limit / always native size
              "pseudo.tile", "pseudo.tile_overlap",  # 0 = no tiles / tiles side by side

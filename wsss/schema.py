@@ -66,7 +66,8 @@ class PseudoConfig:
     workers: int = 0  # decode processes, and refiner + PNG-writing workers (0 = all in the main thread)
     pool: Literal["thread", "process"] = "thread"  # the refiner workers (GrabCut releases the GIL)
     autocast: bool = True  # bf16 autocast for the classifier (and declared encoders) on CUDA; no effect on CPU
-    compile: bool = False  # torch.compile the classifier (and declared encoders) on CUDA, batched path only
+    # torch.compile what the stages declare: the classifier (batched path), SAM's encoder and mask decoder
+    compile: bool = False
 
 
 @dataclasses.dataclass

@@ -6,15 +6,17 @@ all of an image's boxes in one SAM call and work at the image's native resolutio
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
+import torch
 
 from wsss.masks.base import Refiner, StageImage
 from wsss.masks.compose import compose_label_map
 from wsss.masks.sam_selection import candidate_quality, group_in_box, match_box_mask, prune_auto_masks
 from wsss.record import Record, Resources
-from wsss.sam.engine import AutoMaskParams, SamModelParams, get_engine
+from wsss.sam.engine import AutoMaskParams, SamEngine, SamModelParams, get_engine
 from wsss.utils.io import IGNORE_INDEX
 
 
@@ -81,7 +83,30 @@ def _auto_stack(records: list[dict], shape: tuple[int, int]) -> np.ndarray:
     return np.stack([r["segmentation"] for r in records]).astype(bool)
 
 
-class SamCamMatch(Refiner):
+class _SamRefiner(Refiner):
+    """What both SAM refiners share: the process's engine, batched encoding, compilation, and bf16 for the
+    image encoder only (``pseudo.autocast`` on CUDA reaches :meth:`prepare_batch`; the decoding in
+    :meth:`__call__` runs in float32 on float32 embeddings, so masks and thresholds keep their precision)."""
+
+    autocast_safe = True
+    engine: SamEngine
+
+    def prepare_batch(self, recs: Sequence[Record]) -> None:
+        self.engine.encode_batch(recs)  # one encoder call per batch on CUDA; image by image on CPU
+
+    def compile(self) -> None:
+        self.engine.compile()
+
+    def __call__(self, rec: Record) -> np.ndarray:
+        with torch.autocast(self.engine.device.type, enabled=False):
+            return self.label_map(rec)
+
+    def label_map(self, rec: Record) -> np.ndarray:
+        """HxW uint8 label map of ``rec`` (its embedding from :meth:`prepare_batch` or encoded here)."""
+        raise NotImplementedError
+
+
+class SamCamMatch(_SamRefiner):
     """Box-prompt mask per box, replaced by the best-matching automatic mask (paper 000)."""
 
     def __init__(self, params: SamCamMatchParams, resources: Resources) -> None:
@@ -115,7 +140,7 @@ class SamCamMatch(Refiner):
     def stage_images(self, rec: Record) -> list[StageImage]:
         return list(rec.cache.get("sam_cam_match_views", []))
 
-    def __call__(self, rec: Record) -> np.ndarray:
+    def label_map(self, rec: Record) -> np.ndarray:
         masks = self.class_masks(rec)
         shape = rec.image.shape[:2]
         best = {c: max(b.score for b in rec.boxes if b.cls == c) for c in masks}
@@ -143,7 +168,7 @@ class SamBoxParams:
     uncertain: Literal["ignore", "background"] = "ignore"  # pixels only rejected candidates claim
 
 
-class SamBox(Refiner):
+class SamBox(_SamRefiner):
     """SAM inside each box with hierarchical grouping; overlaps between boxes resolved by score (paper 003)."""
 
     def __init__(self, params: SamBoxParams, resources: Resources) -> None:
@@ -156,7 +181,7 @@ class SamBox(Refiner):
     def _quality(self, pred_iou: np.ndarray, stability: np.ndarray) -> np.ndarray:
         return candidate_quality(pred_iou, stability, self.p.iou_weight, self.p.stability_weight)
 
-    def __call__(self, rec: Record) -> np.ndarray:
+    def label_map(self, rec: Record) -> np.ndarray:
         shape = rec.image.shape[:2]
         label = np.zeros(shape, np.uint8)
         if not rec.boxes:

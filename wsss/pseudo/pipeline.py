@@ -117,9 +117,10 @@ class PseudoLabeler:
         return contextlib.nullcontext()
 
     def compile_models(self) -> None:
-        """``pseudo.compile`` on CUDA: the labels stage's classifier and the refiner's encoder (each stage
-        declares what it compiles; by default nothing)."""
-        if self.cfg.pseudo.compile and torch.device(self.resources.device).type == "cuda":
+        """``pseudo.compile``, on any device: what the labels stage and the refiner declare (the classifier of
+        the batched path; SAM's image encoder and mask decoder; by default nothing). On CPU it pays off for
+        SAM's decoder (docs/sam.md, "Speed on CPU")."""
+        if self.cfg.pseudo.compile:
             self.stage("labels").compile()
             self.stage("masks").compile()
 
@@ -493,6 +494,7 @@ def _label_all(cfg: Any, dataset: SegDataset, resources: Resources, out_dir: Pat
         bar.update()
 
     try:
+        labeler.compile_models()
         if (cfg.pseudo.batch_size > 1 or cfg.pseudo.workers > 0) and cfg.pseudo.tile <= 0:  # tiles: per image
             _label_batched(cfg, dataset, labeler, todo, target, write)
         else:
@@ -542,7 +544,6 @@ def _label_batched(cfg: Any, dataset: SegDataset, labeler: PseudoLabeler, todo: 
     p = cfg.pseudo
     steps = labeler.steps_needed()
     refiner = labeler.stage("masks")
-    labeler.compile_models()
     pooled = p.workers if refiner.pool_safe else 0  # a refiner with a model keeps to the main thread
     with RefinePool(pooled, p.pool, max_pending=2 * pooled + p.batch_size) as pool:
         for batch in chunks(decoded(dataset, todo, p.workers, p.batch_size), p.batch_size):

@@ -9,12 +9,14 @@ public APIs where they exist; the few private sam2 attributes they need are wrap
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from wsss.models.weights import resolve_checkpoint
+from wsss.sam.decoders import PointMasks, decode_sam, decode_sam2
 
 SAM_VARIANTS = ("vit_b", "vit_l", "vit_h")
 SAM2_CONFIGS = {  # variant -> the sam2 package's own hydra config
@@ -69,14 +71,37 @@ class SamAdapter(abc.ABC):
     def device(self) -> torch.device:
         return self.predictor.device
 
-    # -- the embedding -----------------------------------------------------------------------
-    @abc.abstractmethod
-    def encode(self, image: np.ndarray) -> State:
-        """Run the image encoder on ``image`` (H, W, 3 uint8) and return the predictor state to cache."""
+    def compile_targets(self) -> list[tuple[torch.nn.Module, str]]:
+        """(owner, attribute) of the submodules :meth:`compile` wraps: the image encoder by default."""
+        return [(self.model, "image_encoder")]
 
-    @abc.abstractmethod
+    def compile(self) -> None:
+        """Put :meth:`compile_targets` through ``torch.compile`` in place (the library's code then calls the
+        compiled modules; a second call does nothing). Shapes vary (the box grid's batches, the IoU filter's
+        survivors), so dynamic shapes are left to torch's default: one recompile, then dynamic."""
+        for owner, name in self.compile_targets():
+            module = getattr(owner, name)
+            if not isinstance(module, torch._dynamo.eval_frame.OptimizedModule):
+                setattr(owner, name, torch.compile(module))
+
+    # -- the embedding -----------------------------------------------------------------------
+    STATE: ClassVar[tuple[str, ...]] = ()  # the predictor attributes its set_image() sets: the state to cache
+
+    def encode(self, image: np.ndarray) -> State:
+        """Run the image encoder on ``image`` (H, W, 3 uint8) through the predictor's ``set_image`` and return
+        the predictor state to cache (its :attr:`STATE` attributes)."""
+        self.predictor.set_image(image)
+        return {n: getattr(self.predictor, n) for n in self.STATE}
+
     def restore(self, state: State) -> None:
         """Put a state from :meth:`encode` back into the predictor, so decoding needs no encoder pass."""
+        for n, v in state.items():
+            setattr(self.predictor, n, v)
+
+    def encode_batch(self, images: Sequence[np.ndarray]) -> list[State]:
+        """:meth:`encode` of each image, the encoder run once on the stacked batch (this default: one by one).
+        A state from here restores exactly as one from :meth:`encode`."""
+        return [self.encode(image) for image in images]
 
     # -- prompts -----------------------------------------------------------------------------
     @abc.abstractmethod
@@ -96,6 +121,18 @@ class SamAdapter(abc.ABC):
         ``points`` (N, K, 2) are xy image pixels, ``labels`` (N, K) 1 = foreground / 0 = background (None: all 1).
         Nothing is upsampled: the automatic-mask path drops masks by predicted IoU before upsampling.
         """
+
+    def decode_point_masks(self, points: np.ndarray, min_iou: float) -> PointMasks:
+        """The multimask outputs of N one-point prompts whose predicted IoU is above ``min_iou`` (0: all), low-res.
+
+        What the automatic-mask path needs; this default filters :meth:`decode_points`. The families below
+        compute the image side once per batch and upscale only the prompts with a mask kept
+        (``wsss.sam.decoders``).
+        """
+        low, iou = self.decode_points(points)
+        keep = iou > min_iou if min_iou > 0 else torch.ones_like(iou, dtype=torch.bool)
+        prompt = torch.arange(len(iou), device=iou.device)[:, None].expand_as(keep)
+        return PointMasks(low=low[keep], iou=iou[keep], prompt=prompt[keep])
 
     @property
     @abc.abstractmethod
@@ -148,13 +185,20 @@ class SegmentAnythingAdapter(SamAdapter):
 
         return SamPredictor(model)
 
-    def encode(self, image: np.ndarray) -> State:
-        self.predictor.set_image(image)
-        return {n: getattr(self.predictor, n) for n in self.STATE}
-
-    def restore(self, state: State) -> None:
-        for n, v in state.items():
-            setattr(self.predictor, n, v)
+    def encode_batch(self, images: Sequence[np.ndarray]) -> list[State]:
+        # SamPredictor.set_image's steps (resize, preprocess = normalise + pad to the square input) per image,
+        # then one image_encoder call; there is no batched set_image in segment_anything
+        pr, model = self.predictor, self.model
+        inputs, sizes = [], []
+        for image in images:
+            if model.image_format != "RGB":  # set_image's channel flip for a BGR model
+                image = image[..., ::-1]
+            x = torch.as_tensor(pr.transform.apply_image(image), device=pr.device).permute(2, 0, 1).contiguous()[None]
+            sizes.append((tuple(image.shape[:2]), tuple(x.shape[-2:])))
+            inputs.append(model.preprocess(x))
+        features = model.image_encoder(torch.cat(inputs))
+        return [{"features": features[i:i + 1], "original_size": orig, "input_size": size, "is_image_set": True}
+                for i, (orig, size) in enumerate(sizes)]
 
     def decode_boxes(self, boxes_xyxy: torch.Tensor, multimask: bool,
                      return_logits: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -165,15 +209,25 @@ class SegmentAnythingAdapter(SamAdapter):
     def decode_points(self, points: np.ndarray, labels: np.ndarray | None = None,
                       multimask: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         # predict_torch would upsample every mask to image size; the encoder/decoder calls it makes, without that
-        pr, model = self.predictor, self.model
+        sparse, dense = self._encode_points(points, labels)
+        model = self.model
+        low, iou = model.mask_decoder(image_embeddings=self.predictor.features,
+                                      image_pe=model.prompt_encoder.get_dense_pe(), sparse_prompt_embeddings=sparse,
+                                      dense_prompt_embeddings=dense, multimask_output=multimask)
+        return low, iou
+
+    def decode_point_masks(self, points: np.ndarray, min_iou: float) -> PointMasks:
+        sparse, dense = self._encode_points(points, None)
+        model = self.model
+        return decode_sam(model.mask_decoder, self.predictor.features, model.prompt_encoder.get_dense_pe(),
+                          sparse, dense, min_iou)
+
+    def _encode_points(self, points: np.ndarray, labels: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor]:
+        pr = self.predictor
         points, labels = _prompts(points, labels)
         coords = torch.as_tensor(pr.transform.apply_coords(points, pr.original_size), device=pr.device)
         labels_t = torch.as_tensor(labels, dtype=torch.int, device=pr.device)
-        sparse, dense = model.prompt_encoder(points=(coords, labels_t), boxes=None, masks=None)
-        low, iou = model.mask_decoder(image_embeddings=pr.features, image_pe=model.prompt_encoder.get_dense_pe(),
-                                      sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
-                                      multimask_output=multimask)
-        return low, iou
+        return self.model.prompt_encoder(points=(coords, labels_t), boxes=None, masks=None)
 
     @property
     def mask_threshold(self) -> float:
@@ -181,6 +235,10 @@ class SegmentAnythingAdapter(SamAdapter):
 
     def upsample(self, low: torch.Tensor, orig_hw: tuple[int, int]) -> torch.Tensor:
         return self.model.postprocess_masks(low[:, None], self.predictor.input_size, orig_hw)[:, 0]
+
+    def compile_targets(self) -> list[tuple[torch.nn.Module, str]]:
+        decoder = self.model.mask_decoder
+        return super().compile_targets() + [(decoder, "transformer"), (decoder, "output_upscaling")]
 
     def generator_class(self) -> type:
         from segment_anything import SamAutomaticMaskGenerator
@@ -221,13 +279,15 @@ class Sam2Adapter(SamAdapter):
         predictor._bb_feat_sizes = [(size // 4, size // 4), (size // 8, size // 8), (size // 16, size // 16)]
         return predictor
 
-    def encode(self, image: np.ndarray) -> State:
-        self.predictor.set_image(image)
-        return {n: getattr(self.predictor, n) for n in self.STATE}
-
-    def restore(self, state: State) -> None:
-        for n, v in state.items():
-            setattr(self.predictor, n, v)
+    def encode_batch(self, images: Sequence[np.ndarray]) -> list[State]:
+        # the public set_image_batch, then its batch state cut into the per-image state set_image would leave
+        pr = self.predictor
+        pr.set_image_batch([np.ascontiguousarray(image) for image in images])
+        feats = pr._features
+        return [{"_features": {"image_embed": feats["image_embed"][i:i + 1],
+                               "high_res_feats": [f[i:i + 1] for f in feats["high_res_feats"]]},
+                 "_orig_hw": [pr._orig_hw[i]], "_is_image_set": True, "_is_batch": False}
+                for i in range(len(images))]
 
     def decode_boxes(self, boxes_xyxy: torch.Tensor, multimask: bool,
                      return_logits: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -242,19 +302,34 @@ class Sam2Adapter(SamAdapter):
                       multimask: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         # _predict's prompt-encoder and mask-decoder calls without its upsampling of every mask to image size;
         # the coordinate transform and the features live in the private _transforms / _orig_hw / _features
-        pr, model = self.predictor, self.model
+        sparse, dense = self._encode_points(points, labels)
+        image, high_res = self._image_features()
+        model = self.model
+        low, iou, _, _ = model.sam_mask_decoder(
+            image_embeddings=image, image_pe=model.sam_prompt_encoder.get_dense_pe(), sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense, multimask_output=multimask, repeat_image=len(sparse) > 1,
+            high_res_features=high_res)
+        return low, iou
+
+    def decode_point_masks(self, points: np.ndarray, min_iou: float) -> PointMasks:
+        sparse, dense = self._encode_points(points, None)
+        image, high_res = self._image_features()
+        model = self.model
+        return decode_sam2(model.sam_mask_decoder, image, model.sam_prompt_encoder.get_dense_pe(), sparse, dense,
+                           high_res, min_iou)
+
+    def _encode_points(self, points: np.ndarray, labels: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor]:
+        pr = self.predictor
         points, labels = _prompts(points, labels)
         pts = torch.as_tensor(points, dtype=torch.float32, device=pr.device)
         coords = pr._transforms.transform_coords(pts, normalize=True, orig_hw=pr._orig_hw[-1])
         labels_t = torch.as_tensor(labels, dtype=torch.int, device=pr.device)
-        sparse, dense = model.sam_prompt_encoder(points=(coords, labels_t), boxes=None, masks=None)
-        high_res = [f[-1].unsqueeze(0) for f in pr._features["high_res_feats"]]
-        low, iou, _, _ = model.sam_mask_decoder(
-            image_embeddings=pr._features["image_embed"][-1].unsqueeze(0),
-            image_pe=model.sam_prompt_encoder.get_dense_pe(), sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense, multimask_output=multimask, repeat_image=len(coords) > 1,
-            high_res_features=high_res)
-        return low, iou
+        return self.model.sam_prompt_encoder(points=(coords, labels_t), boxes=None, masks=None)
+
+    def _image_features(self) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The last image's embedding and high-res features, batch 1 (as _predict indexes them)."""
+        feats = self.predictor._features
+        return feats["image_embed"][-1].unsqueeze(0), [f[-1].unsqueeze(0) for f in feats["high_res_feats"]]
 
     @property
     def mask_threshold(self) -> float:
@@ -263,6 +338,10 @@ class Sam2Adapter(SamAdapter):
     def upsample(self, low: torch.Tensor, orig_hw: tuple[int, int]) -> torch.Tensor:
         # the predictor's own SAM2Transforms (private attribute), so survivors match _predict's masks exactly
         return self.predictor._transforms.postprocess_masks(low[:, None], orig_hw)[:, 0]
+
+    def compile_targets(self) -> list[tuple[torch.nn.Module, str]]:
+        # not output_upscaling: the decoder (and wsss.sam.decoders) unpack it into its five layers
+        return super().compile_targets() + [(self.model.sam_mask_decoder, "transformer")]
 
     def generator_class(self) -> type:
         from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator

@@ -14,6 +14,7 @@ Everything that depends on the library (segment_anything, sam2, ...) is in the f
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -60,6 +61,10 @@ class AutoMaskParams:
     crop_overlap_ratio: float = 512 / 1500
     crop_n_points_downscale_factor: int = 1
     min_mask_region_area: int = 0
+    # prompts per decoder pass within a batch of points_per_batch (fast engine); 0 = the whole batch, the
+    # library's numbers bitwise. On CPU 4 is ~1.9x faster on vit_b (cache-sized per-prompt tensors); the numbers
+    # then differ from the library's by float rounding (docs/sam.md, "Speed on CPU")
+    decode_batch: int = 0
     # fast: wsss.sam.fast_auto (the library's filters and NMS without RLEs: the same masks, docs/sam.md "Fidelity");
     # library: the libraries' own generate(). crop_n_layers > 0 or min_mask_region_area > 0 always use the library.
     engine: Literal["fast", "library"] = "fast"
@@ -67,6 +72,10 @@ class AutoMaskParams:
     def __post_init__(self) -> None:
         if self.engine not in ("fast", "library"):
             raise ValueError(f"auto.engine is '{self.engine}'; choose 'fast' or 'library'")
+
+    def library_kwargs(self) -> dict[str, Any]:
+        """The libraries' own generator arguments (all fields but wsss's ``engine`` and ``decode_batch``)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("engine", "decode_batch")}
 
 
 def sam_resource_key(p: SamModelParams) -> str:
@@ -108,6 +117,14 @@ class SamEngine:
         self.adapter: SamAdapter = adapter_class(family)(model)
         self._generators: dict[tuple, Any] = {}
 
+    def compile(self) -> None:
+        """``torch.compile`` the model's image encoder and mask decoder parts (``pseudo.compile``), once."""
+        self.adapter.compile()
+
+    @property
+    def device(self) -> torch.device:
+        return self.adapter.device
+
     @property
     def predictor(self) -> Any:
         """The library's predictor (the adapter's): the generator and zoomed crops use it directly."""
@@ -123,6 +140,23 @@ class SamEngine:
             rec.cache[key] = self.adapter.encode(np.ascontiguousarray(rec.image))
         else:
             self.adapter.restore(state)
+
+    @torch.no_grad()
+    def encode_batch(self, recs: Sequence[Record], batched: bool | None = None) -> None:
+        """:meth:`ensure_image` for several records: the encoder runs once on the stacked images of those not yet
+        encoded (``batched`` None: on CUDA only; on CPU each image alone, so its embedding is bitwise the
+        per-image one). States are stored in float32 whatever autocast the encoder ran under, so the decoder
+        (which runs in float32) takes them."""
+        key = f"sam_embedding:{self.name}"
+        todo = [r for r in recs if key not in r.cache]
+        if batched is None:
+            batched = self.adapter.device.type == "cuda"
+        if not batched or len(todo) < 2:
+            states = [self.adapter.encode(np.ascontiguousarray(r.image)) for r in todo]
+        else:
+            states = self.adapter.encode_batch([np.ascontiguousarray(r.image) for r in todo])
+        for rec, state in zip(todo, states):
+            rec.cache[key] = _float32(state)
 
     # -- box prompts: all boxes of an image in one decoder call ------------------------------
     @torch.no_grad()
@@ -147,8 +181,7 @@ class SamEngine:
     def _generator(self, p: AutoMaskParams) -> Any:
         key = tuple(dataclasses.astuple(p))
         if key not in self._generators:
-            kwargs = dataclasses.asdict(p) | {"output_mode": "binary_mask"}
-            kwargs.pop("engine")
+            kwargs = p.library_kwargs() | {"output_mode": "binary_mask"}
             self._generators[key] = self.adapter.auto_generator(kwargs)
         return self._generators[key]
 
@@ -182,7 +215,8 @@ class SamEngine:
             batch = p.points_per_batch if selected is None else _one_batch(len(selected), p.points_per_batch)
             rec.cache[key] = fast_auto.fast_auto_masks(self.adapter, rec.image.shape[:2], p.points_per_side, batch,
                                                        p.pred_iou_thresh, p.stability_score_thresh,
-                                                       p.stability_score_offset, p.box_nms_thresh, points=points)
+                                                       p.stability_score_offset, p.box_nms_thresh, points=points,
+                                                       decode_batch=p.decode_batch)
         else:
             gen = self._generator(p)
             saved = gen.point_grids, gen.points_per_batch
@@ -198,6 +232,17 @@ class SamEngine:
                 gen.predictor = self.predictor
                 gen.point_grids, gen.points_per_batch = saved
         return rec.cache[key]
+
+
+def _float32(state: Any) -> Any:
+    """``state`` with every floating tensor in float32 (an embedding computed under bf16 autocast)."""
+    if isinstance(state, torch.Tensor):
+        return state.float() if state.is_floating_point() else state
+    if isinstance(state, dict):
+        return {k: _float32(v) for k, v in state.items()}
+    if isinstance(state, list | tuple):
+        return type(state)(_float32(v) for v in state)
+    return state
 
 
 def _one_batch(n: int, points_per_batch: int) -> int:

@@ -6,10 +6,11 @@ RLE-encode the survivors, run box NMS and decode the RLEs again. Profiled on CPU
 encoding and ``MaskData.cat``'s deep copies of the RLE lists took ~83 % of ``generate()``.
 
 Here the same point grid and batches go through the prompt encoder + mask decoder directly (the adapter's
-``decode_points``), and:
+``decode_point_masks``: ``wsss.sam.decoders``), and:
 
 1. the predicted-IoU filter runs on the decoder's IoU head before anything is upsampled (it does not depend
-   on the mask, so this is exact and skips upsampling the masks it drops);
+   on the mask, so this is exact and skips upsampling the masks it drops, and the decoder's upscaling of a
+   prompt that keeps none);
 2. the survivors are upsampled in chunks with the library's own upsampling; stability scores, the binary masks
    and their boxes are computed there, at image resolution, with the library's functions (exact);
 3. the binary masks stay on the device as bit-packed tensors (1/8 of a bool mask, never RLE) until box NMS
@@ -103,13 +104,24 @@ def unpack_masks(packed: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
     return bits.flatten(1)[:, :hw[0] * hw[1]].reshape(len(packed), *hw).bool()
 
 
+def _decode(adapter: SamAdapter, batch: np.ndarray, min_iou: float,
+            decode_batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The kept masks of ``batch``, decoded ``decode_batch`` prompts at a time (0: all at once), in batch order."""
+    step = decode_batch if decode_batch > 0 else len(batch)
+    parts = [adapter.decode_point_masks(batch[s:s + step], min_iou) for s in range(0, len(batch), step)]
+    starts = range(0, len(batch), step)
+    return (torch.cat([p.low for p in parts]), torch.cat([p.iou for p in parts]),
+            torch.cat([p.prompt + s for p, s in zip(parts, starts)]))
+
+
 def fast_auto_masks(adapter: SamAdapter, orig_hw: tuple[int, int], points_per_side: int, points_per_batch: int,
                     pred_iou_thresh: float, stability_score_thresh: float, stability_score_offset: float,
-                    box_nms_thresh: float, points: np.ndarray | None = None) -> list[dict]:
+                    box_nms_thresh: float, points: np.ndarray | None = None, decode_batch: int = 0) -> list[dict]:
     """Automatic masks of the image whose embedding ``adapter``'s predictor holds (encoded or restored beforehand).
 
     ``points`` (N, 2) xy image pixels replace the ``points_per_side`` grid (e.g. a subset of it from
-    :func:`grid_in_boxes`). The family-specific parts (decoding points, the upsampling) are the adapter's.
+    :func:`grid_in_boxes`). ``decode_batch`` > 0 splits each batch into decoder passes of that many prompts
+    (the masks' order is unchanged). The family-specific parts (decoding points, the upsampling) are the adapter's.
 
     Returns the libraries' records: ``segmentation`` (H, W) bool, ``area``, ``bbox`` (xywh), ``predicted_iou``,
     ``stability_score``, ``point_coords``, ``crop_box``; in the library's order (NMS: best score first).
@@ -120,13 +132,10 @@ def fast_auto_masks(adapter: SamAdapter, orig_hw: tuple[int, int], points_per_si
     kept: dict[str, list[torch.Tensor]] = {"packed": [], "boxes": [], "iou": [], "stab": [], "pts": []}
     for start in range(0, len(grid), points_per_batch):
         batch = grid[start:start + points_per_batch]
-        low, iou = adapter.decode_points(batch)
-        m = low.shape[1]
-        low, iou = low.flatten(0, 1), iou.flatten(0, 1)
-        pts = torch.as_tensor(batch, device=low.device).repeat_interleave(m, 0)
-        if pred_iou_thresh > 0:  # on the IoU head alone: exact, and the dropped masks are never upsampled
-            keep = iou > pred_iou_thresh
-            low, iou, pts = low[keep], iou[keep], pts[keep]
+        # the predicted-IoU filter on the IoU head alone (exact): the masks it drops are never upsampled, and a
+        # prompt with none kept is not even upscaled by the decoder (wsss.sam.decoders)
+        low, iou, prompt = _decode(adapter, batch, pred_iou_thresh, decode_batch)
+        pts = torch.as_tensor(batch, device=low.device)[prompt]
         for c in range(0, len(low), UPSAMPLE_CHUNK):
             logits = adapter.upsample(low[c:c + UPSAMPLE_CHUNK], orig_hw)  # the library's upsampling
             stab = _stability(logits, threshold, stability_score_offset)
