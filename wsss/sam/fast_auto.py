@@ -106,12 +106,25 @@ def unpack_masks(packed: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
 
 def _decode(adapter: SamAdapter, batch: np.ndarray, min_iou: float,
             decode_batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The kept masks of ``batch``, decoded ``decode_batch`` prompts at a time (0: all at once), in batch order."""
-    step = decode_batch if decode_batch > 0 else len(batch)
-    parts = [adapter.decode_point_masks(batch[s:s + step], min_iou) for s in range(0, len(batch), step)]
-    starts = range(0, len(batch), step)
-    return (torch.cat([p.low for p in parts]), torch.cat([p.iou for p in parts]),
-            torch.cat([p.prompt + s for p, s in zip(parts, starts)]))
+    """The kept masks of ``batch``, decoded ``decode_batch`` prompts at a time (0: all at once), in batch order.
+
+    A short last pass is padded with copies of its last point (their masks dropped), so every pass has one shape
+    and a compiled decoder (``pseudo.compile``) is not recompiled for each remainder."""
+    if decode_batch <= 0:
+        decoded = adapter.decode_point_masks(batch, min_iou)
+        return decoded.low, decoded.iou, decoded.prompt
+    lows, ious, prompts = [], [], []
+    for s in range(0, len(batch), decode_batch):
+        part = batch[s:s + decode_batch]
+        n = len(part)
+        if n < decode_batch and len(batch) > decode_batch:
+            part = np.concatenate([part, np.repeat(part[-1:], decode_batch - n, 0)])
+        decoded = adapter.decode_point_masks(part, min_iou)
+        real = decoded.prompt < n
+        lows.append(decoded.low[real])
+        ious.append(decoded.iou[real])
+        prompts.append(decoded.prompt[real] + s)
+    return torch.cat(lows), torch.cat(ious), torch.cat(prompts)
 
 
 def fast_auto_masks(adapter: SamAdapter, orig_hw: tuple[int, int], points_per_side: int, points_per_batch: int,
