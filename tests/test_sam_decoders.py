@@ -16,7 +16,7 @@ from tests.test_sam_engine import make_record
 from tests.test_sam_fast_auto import MODELS, photo
 from wsss.data.base import Sample
 from wsss.record import Record
-from wsss.sam import fast_auto
+from wsss.sam import decoders, fast_auto
 from wsss.sam.engine import AutoMaskParams, SamEngine
 
 DECODERS = ["tiny-sam", "tiny-sam2", "vit_b@256", "hiera_t@256"]
@@ -65,9 +65,30 @@ def test_iou_filter_exact_and_rejected_prompts_not_upscaled(encoded: tuple[SamEn
     assert 0 < rows[-1] == int(keep.any(1).sum()) < len(points)
 
 
+@pytest.mark.parametrize("model", ["vit_b@256", "hiera_t@256", "tiny-sam", "tiny-sam2"])
+@pytest.mark.parametrize("image_batch", [1, 5])
+@torch.no_grad()
+def test_reassociated_transformer_equals_the_librarys(model: str, image_batch: int) -> None:
+    """fast_transformer against TwoWayTransformer.forward, the image side shared (batch 1) or per prompt."""
+    family, build = MODELS[model]
+    sam = build()
+    decoder = getattr(sam, "mask_decoder", None) or sam.sam_mask_decoder
+    encoder = getattr(sam, "prompt_encoder", None) or sam.sam_prompt_encoder
+    c, (h, w) = decoder.transformer_dim, encoder.image_embedding_size
+    g = torch.Generator().manual_seed(0)
+    image = torch.randn(image_batch, c, h, w, generator=g)
+    tokens = torch.randn(5, 7, c, generator=g)
+    pe = encoder.get_dense_pe()
+    ref_q, ref_k = decoder.transformer(image.expand(5, -1, -1, -1), pe.expand(5, -1, -1, -1), tokens)
+    q, k = decoders.fast_transformer(decoder.transformer, image, pe, tokens)
+    assert q.shape == ref_q.shape and k.shape == ref_k.shape
+    assert torch.allclose(q, ref_q, atol=1e-4) and torch.allclose(k, ref_k, atol=1e-4)
+    assert not torch.equal(q, ref_q[torch.arange(5).roll(1)])  # the prompts' outputs differ: a real comparison
+
+
 @pytest.mark.parametrize("model", ["vit_b@256", "hiera_t@256"])
 def test_decode_batch_changes_only_rounding(model: str) -> None:
-    """Decoder passes of 3 prompts within the library's batch of 64: the same masks up to float rounding."""
+    """Passes of 3 prompts through the re-associated transformer: the library's masks up to float rounding."""
     family, build = MODELS[model]
     engine = SamEngine(build(), family, model)
     p = AutoMaskParams(points_per_side=8, pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=1.0)
@@ -92,7 +113,8 @@ def test_compiled_engine_gives_the_eager_masks(model: str) -> None:
     compiled.compile()  # a second call wraps nothing twice
     assert type(compiled.model.image_encoder).__name__ == "OptimizedModule"
     assert type(compiled.model.image_encoder._orig_mod).__name__ != "OptimizedModule"
-    p = AutoMaskParams(points_per_side=6, pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=1.0)
+    p = AutoMaskParams(points_per_side=6, pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=1.0,
+                       decode_batch=4)  # the compiled re-associated transformer too
     a, b = eager.auto_masks(make_record(1), p), compiled.auto_masks(make_record(1), p)
     assert len(a) == len(b) > 0
     ious = [(x["segmentation"] & y["segmentation"]).sum() / max(1, (x["segmentation"] | y["segmentation"]).sum())

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from wsss.models.weights import resolve_checkpoint
-from wsss.sam.decoders import PointMasks, decode_sam, decode_sam2
+from wsss.sam.decoders import PointMasks, Transformer, decode_sam, decode_sam2, fast_transformer
 
 SAM_VARIANTS = ("vit_b", "vit_l", "vit_h")
 SAM2_CONFIGS = {  # variant -> the sam2 package's own hydra config
@@ -42,6 +42,8 @@ class SamAdapter(abc.ABC):
     def __init__(self, model: torch.nn.Module) -> None:
         self.model = model
         self.predictor = self.make_predictor(model)
+        self._fast_transformer = fast_transformer  # what decode_point_masks(fast=True) runs (compile() wraps it)
+        self._compiled = False
 
     # -- the model ---------------------------------------------------------------------------
     @classmethod
@@ -77,12 +79,24 @@ class SamAdapter(abc.ABC):
 
     def compile(self) -> None:
         """Put :meth:`compile_targets` through ``torch.compile`` in place (the library's code then calls the
-        compiled modules; a second call does nothing). Shapes vary (the box grid's batches, the IoU filter's
-        survivors), so dynamic shapes are left to torch's default: one recompile, then dynamic."""
+        compiled modules), and the re-associated transformer of ``fast`` decoding; a second call does nothing.
+        Shapes vary (the IoU filter's survivors), so dynamic shapes are left to torch's default."""
+        if self._compiled:
+            return
         for owner, name in self.compile_targets():
-            module = getattr(owner, name)
-            if not isinstance(module, torch._dynamo.eval_frame.OptimizedModule):
-                setattr(owner, name, torch.compile(module))
+            setattr(owner, name, torch.compile(getattr(owner, name)))
+        self._fast_transformer = torch.compile(fast_transformer)
+        self._compiled = True
+
+    def point_transformer(self, decoder: torch.nn.Module, fast: bool) -> Transformer | None:
+        """The transformer ``decode_point_masks`` runs: None (the decoder's own) or, ``fast``, the re-associated
+        one bound to it (``wsss.sam.decoders.fast_transformer``)."""
+        if not fast:
+            return None
+        run = self._fast_transformer
+        # the compiled modules keep the library's attribute; the fast path needs the original's submodules
+        inner = getattr(decoder.transformer, "_orig_mod", decoder.transformer)
+        return lambda image, pe, tokens: run(inner, image, pe, tokens)
 
     # -- the embedding -----------------------------------------------------------------------
     STATE: ClassVar[tuple[str, ...]] = ()  # the predictor attributes its set_image() sets: the state to cache
@@ -122,12 +136,12 @@ class SamAdapter(abc.ABC):
         Nothing is upsampled: the automatic-mask path drops masks by predicted IoU before upsampling.
         """
 
-    def decode_point_masks(self, points: np.ndarray, min_iou: float) -> PointMasks:
+    def decode_point_masks(self, points: np.ndarray, min_iou: float, fast: bool = False) -> PointMasks:
         """The multimask outputs of N one-point prompts whose predicted IoU is above ``min_iou`` (0: all), low-res.
 
-        What the automatic-mask path needs; this default filters :meth:`decode_points`. The families below
-        compute the image side once per batch and upscale only the prompts with a mask kept
-        (``wsss.sam.decoders``).
+        What the automatic-mask path needs; this default filters :meth:`decode_points` (and ignores ``fast``).
+        The families below compute the image side once per batch, upscale only the prompts with a mask kept,
+        and with ``fast`` run the re-associated transformer (``wsss.sam.decoders``; float rounding).
         """
         low, iou = self.decode_points(points)
         keep = iou > min_iou if min_iou > 0 else torch.ones_like(iou, dtype=torch.bool)
@@ -216,11 +230,11 @@ class SegmentAnythingAdapter(SamAdapter):
                                       dense_prompt_embeddings=dense, multimask_output=multimask)
         return low, iou
 
-    def decode_point_masks(self, points: np.ndarray, min_iou: float) -> PointMasks:
+    def decode_point_masks(self, points: np.ndarray, min_iou: float, fast: bool = False) -> PointMasks:
         sparse, dense = self._encode_points(points, None)
         model = self.model
         return decode_sam(model.mask_decoder, self.predictor.features, model.prompt_encoder.get_dense_pe(),
-                          sparse, dense, min_iou)
+                          sparse, dense, min_iou, self.point_transformer(model.mask_decoder, fast))
 
     def _encode_points(self, points: np.ndarray, labels: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor]:
         pr = self.predictor
@@ -311,12 +325,12 @@ class Sam2Adapter(SamAdapter):
             high_res_features=high_res)
         return low, iou
 
-    def decode_point_masks(self, points: np.ndarray, min_iou: float) -> PointMasks:
+    def decode_point_masks(self, points: np.ndarray, min_iou: float, fast: bool = False) -> PointMasks:
         sparse, dense = self._encode_points(points, None)
         image, high_res = self._image_features()
-        model = self.model
-        return decode_sam2(model.sam_mask_decoder, image, model.sam_prompt_encoder.get_dense_pe(), sparse, dense,
-                           high_res, min_iou)
+        decoder = self.model.sam_mask_decoder
+        return decode_sam2(decoder, image, self.model.sam_prompt_encoder.get_dense_pe(), sparse, dense, high_res,
+                           min_iou, self.point_transformer(decoder, fast))
 
     def _encode_points(self, points: np.ndarray, labels: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor]:
         pr = self.predictor

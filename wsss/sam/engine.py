@@ -61,9 +61,9 @@ class AutoMaskParams:
     crop_overlap_ratio: float = 512 / 1500
     crop_n_points_downscale_factor: int = 1
     min_mask_region_area: int = 0
-    # prompts per decoder pass within a batch of points_per_batch (fast engine); 0 = the whole batch, the
-    # library's numbers bitwise. On CPU 4 is ~1.9x faster on vit_b (cache-sized per-prompt tensors); the numbers
-    # then differ from the library's by float rounding (docs/sam.md, "Speed on CPU")
+    # fast engine: 0 = the library's numbers bitwise (whole batches of points_per_batch); K > 0 = passes of K
+    # prompts through the re-associated transformer (wsss.sam.decoders.fast_transformer), equal to the library's
+    # to float rounding; 4 suits a CPU (cache-sized per-prompt tensors). docs/sam.md, "Speed on CPU"
     decode_batch: int = 0
     # fast: wsss.sam.fast_auto (the library's filters and NMS without RLEs: the same masks, docs/sam.md "Fidelity");
     # library: the libraries' own generate(). crop_n_layers > 0 or min_mask_region_area > 0 always use the library.

@@ -110,7 +110,7 @@ def _decode(adapter: SamAdapter, batch: np.ndarray, min_iou: float,
 
     A short last pass is padded with copies of its last point (their masks dropped), so every pass has one shape
     and a compiled decoder (``pseudo.compile``) is not recompiled for each remainder."""
-    if decode_batch <= 0:
+    if decode_batch <= 0:  # the library's numbers
         decoded = adapter.decode_point_masks(batch, min_iou)
         return decoded.low, decoded.iou, decoded.prompt
     lows, ious, prompts = [], [], []
@@ -119,7 +119,7 @@ def _decode(adapter: SamAdapter, batch: np.ndarray, min_iou: float,
         n = len(part)
         if n < decode_batch and len(batch) > decode_batch:
             part = np.concatenate([part, np.repeat(part[-1:], decode_batch - n, 0)])
-        decoded = adapter.decode_point_masks(part, min_iou)
+        decoded = adapter.decode_point_masks(part, min_iou, fast=True)
         real = decoded.prompt < n
         lows.append(decoded.low[real])
         ious.append(decoded.iou[real])
