@@ -11,9 +11,9 @@ tests/test_sam_decoders.py). segment_anything only: sam2's attention rounds a br
 The IoU head reads only the output tokens, so a prompt whose masks all fail the predicted-IoU filter is never
 upscaled (the upscaling and hypernetwork product are ~¼ of the decoder's time on vit_b).
 
-Only the orchestration of ``predict_masks`` is written here; every computation is the library module's own
-(the transformer, the upscaling, the hypernetwork MLPs, the IoU head). Multimask output only: the automatic
-mask generators always ask for it.
+By default only the orchestration of ``predict_masks`` is written here; every computation is the library
+module's own (the transformer, the upscaling, the hypernetwork MLPs, the IoU head). Multimask output only: the
+automatic mask generators always ask for it.
 
 :func:`fast_transformer` (``auto.decode_batch`` > 0, numbers equal to float rounding) re-associates the
 transformer's attention between the few tokens and the 4,096 image tokens, so the image tokens are never
