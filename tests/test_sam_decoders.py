@@ -7,6 +7,7 @@ Run on random-weight models of the real architectures and on the tiny ones.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 
 import numpy as np
 import pytest
@@ -104,6 +105,8 @@ def test_decode_batch_changes_only_rounding(model: str) -> None:
         assert union == 0 or inter / union > 0.99
 
 
+@pytest.mark.skipif(not any(shutil.which(c) for c in ("g++", "c++", "clang++")),
+                    reason="torch.compile on CPU needs a C++ compiler")
 @pytest.mark.parametrize("model", ["tiny-sam", "tiny-sam2"])
 def test_compiled_engine_gives_the_eager_masks(model: str) -> None:
     """``pseudo.compile`` (SamEngine.compile): the encoder and decoder through torch.compile, same masks."""
