@@ -123,10 +123,7 @@ class Naive:
 
 def chosen_masks(refiner: SamCamMatch, rec: Record) -> list[np.ndarray]:
     """The mask each box ended with (the chosen automatic mask, or its box mask), from the refiner's caches."""
-    p = refiner.p
-    boxes = np.array([b.as_list() for b in rec.boxes], np.float32)
-    kw = {"boxes": boxes, "box_margin": p.box_margin} if p.grid == "boxes" else {}
-    records = refiner.engine.auto_masks(rec, p.auto, **kw)  # cached by the refiner's call
+    records = refiner.auto_records(rec)  # cached by the refiner's call
     box_masks = rec.cache["sam_cam_match_views"][0][1]
     return [records[m["auto_index"]]["segmentation"] if m["auto_index"] >= 0 else box_masks[i]
             for i, m in enumerate(rec.cache["sam_cam_match"])]

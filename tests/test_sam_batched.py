@@ -18,8 +18,6 @@ from wsss.masks import REFINERS
 from wsss.record import Record
 from wsss.sam.engine import SamEngine
 
-KEY = "sam_embedding:{}"
-
 
 def records() -> list[Record]:
     """Three images of two sizes (SAM pads each to its square input; SAM 2 resizes each)."""
@@ -48,7 +46,7 @@ def test_stacked_encoding_gives_each_images_embedding(model: str) -> None:
     engine.encode_batch(batch, batched=True)
     assert calls[0] == len(one) + 1  # the batch in one encoder call
     for a, b in zip(one, batch):
-        sa, sb = a.cache[KEY.format(model)], b.cache[KEY.format(model)]
+        sa, sb = a.cache[engine.embedding_key], b.cache[engine.embedding_key]
         assert sa.keys() == sb.keys()
         assert {k: v for k, v in sa.items() if not tensors(v)} == {k: v for k, v in sb.items() if not tensors(v)}
         for ta, tb in zip(tensors(sa), tensors(sb)):
@@ -90,7 +88,7 @@ def test_bf16_reaches_the_encoder_only(name: str, tmp_path: Path) -> None:
     with torch.autocast("cpu", dtype=torch.bfloat16):
         refiner.prepare_batch(recs)
         labels = [refiner(rec) for rec in recs]
-    state = recs[0].cache[next(k for k in recs[0].cache if k.startswith("sam_embedding:"))]
+    state = recs[0].cache[refiner.engine.embedding_key]
     assert all(t.dtype == torch.float32 for t in tensors(state) if t.is_floating_point())
     assert dtypes and set(dtypes) == {torch.float32}
     assert all(lab.shape == rec.image.shape[:2] and lab.dtype == np.uint8 for lab, rec in zip(labels, recs))

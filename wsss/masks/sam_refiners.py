@@ -118,13 +118,8 @@ class SamCamMatch(_SamRefiner):
         masks: dict[int, np.ndarray] = {}
         if not rec.boxes:
             return masks
-        boxes = _boxes_array(rec)
-        box_masks, _ = self.engine.box_masks(rec, boxes, multimask=False)
-        if self.p.grid == "boxes":  # only the grid points near the boxes: the masks that can match them
-            records = self.engine.auto_masks(rec, self.p.auto, boxes=boxes, box_margin=self.p.box_margin)
-        else:
-            records = self.engine.auto_masks(rec, self.p.auto)
-        auto = _auto_stack(records, shape)
+        box_masks, _ = self.engine.box_masks(rec, _boxes_array(rec), multimask=False)
+        auto = _auto_stack(self.auto_records(rec), shape)
         kept = self.p.prune(auto, rec.image)
         matches = []
         for box, bm in zip(rec.boxes, box_masks[:, 0]):
@@ -136,6 +131,12 @@ class SamCamMatch(_SamRefiner):
         rec.cache["sam_cam_match"] = matches
         rec.cache["sam_cam_match_views"] = [("SAM box masks", box_masks[:, 0]), ("SAM automatic masks (kept)", auto[kept])]
         return masks
+
+    def auto_records(self, rec: Record) -> list[dict]:
+        """The engine's automatic masks this refiner matches against (cached per image and grid)."""
+        if self.p.grid == "boxes":  # only the grid points near the boxes: the masks that can match them
+            return self.engine.auto_masks(rec, self.p.auto, boxes=_boxes_array(rec), box_margin=self.p.box_margin)
+        return self.engine.auto_masks(rec, self.p.auto)
 
     def stage_images(self, rec: Record) -> list[StageImage]:
         return list(rec.cache.get("sam_cam_match_views", []))

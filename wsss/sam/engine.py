@@ -126,6 +126,11 @@ class SamEngine:
         return self.adapter.device
 
     @property
+    def embedding_key(self) -> str:
+        """Where an image's predictor state (its embedding) lives in ``rec.cache``."""
+        return f"sam_embedding:{self.name}"
+
+    @property
     def predictor(self) -> Any:
         """The library's predictor (the adapter's): the generator and zoomed crops use it directly."""
         return self.adapter.predictor
@@ -134,7 +139,7 @@ class SamEngine:
     @torch.no_grad()
     def ensure_image(self, rec: Record) -> None:
         """Encode ``rec.image`` once; later calls restore the cached embedding into the predictor."""
-        key = f"sam_embedding:{self.name}"
+        key = self.embedding_key
         state = rec.cache.get(key)
         if state is None:
             rec.cache[key] = self.adapter.encode(np.ascontiguousarray(rec.image))
@@ -147,7 +152,7 @@ class SamEngine:
         encoded (``batched`` None: on CUDA only; on CPU each image alone, so its embedding is bitwise the
         per-image one). States are stored in float32 whatever autocast the encoder ran under, so the decoder
         (which runs in float32) takes them."""
-        key = f"sam_embedding:{self.name}"
+        key = self.embedding_key
         todo = [r for r in recs if key not in r.cache]
         if batched is None:
             batched = self.adapter.device.type == "cuda"
